@@ -1,0 +1,208 @@
+"""Aff-Wild2 (ABAW) valence/arousal reader.
+
+On-disk layout (DESIGN §6)::
+
+    ROOT/cropped_aligned/<video>/<frame:05d>.jpg      1-based; frames without a face are absent files
+    ROOT/[annotations/]VA_Set/{Training_Set,Validation_Set}/<video>.txt                 (ABAW 2020)
+    ROOT/[annotations/]VA_Estimation_Challenge/{Train_Set,Validation_Set}/<video>.txt   (later editions)
+    ROOT/audio/<video>.wav                            16 kHz mono, from the raw video (optional)
+
+An annotation file starts with the header ``valence,arousal`` and has one ``v,a`` line per video frame;
+-5 (or anything outside [-1, 1]) marks an invalid frame, which is dropped, never rescaled. The label
+count is the video's frame count. Two-subject videos have ``<video>_left.txt`` / ``<video>_right.txt``,
+each with its own crop folder, sharing the video's audio (the suffix is stripped to find it). Frame
+rates differ per video; names such as ``<id>-<fps>-<W>x<H>`` carry it, else a configured default is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from data.errors import DataError
+
+log = logging.getLogger(__name__)
+
+HEADER = "valence,arousal"
+#: annotation-folder edition -> (folder name, {split: subfolder})
+EDITIONS: dict[str, tuple[str, dict[str, str]]] = {
+    "abaw2020": ("VA_Set", {"train": "Training_Set", "val": "Validation_Set"}),
+    "abaw_later": ("VA_Estimation_Challenge", {"train": "Train_Set", "val": "Validation_Set"}),
+}
+SPLITS = ("train", "val")
+_SUBJECT_SUFFIX = re.compile(r"_(left|right)$")
+_FPS_IN_NAME = re.compile(r"-(\d+(?:\.\d+)?)-\d+x\d+$")
+
+
+@dataclass
+class VideoRecord:
+    """One annotated video (or one subject of a two-subject video)."""
+
+    name: str                     # annotation stem, e.g. "10-60-1280x720_right"
+    split: str
+    annotation: Path
+    image_dir: Path
+    audio: Path | None            # None when no wav exists for the video
+    fps: float
+    labels: np.ndarray            # (n_frames, 2) float32, every row of the file, invalid ones included
+    frames: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # usable 1-based frame numbers
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.labels)
+
+    def image_path(self, frame: int) -> Path:
+        return self.image_dir / f"{frame:05d}.jpg"
+
+
+@dataclass
+class IndexReport:
+    """Counts of what the index kept and skipped, logged once per split."""
+
+    videos: int = 0
+    valid_labels: int = 0
+    invalid_labels: int = 0
+    labelled_without_image: int = 0
+    videos_without_images: int = 0
+    audio_missing: int = 0
+
+    def summary(self, split: str) -> str:
+        return (f"{split}: {self.videos} videos, {self.valid_labels} usable frames; skipped "
+                f"{self.invalid_labels} invalid labels and {self.labelled_without_image} labelled frames "
+                f"without an image ({self.videos_without_images} videos without a crop folder); "
+                f"{self.audio_missing} videos without audio")
+
+
+def read_va_annotation(path: Path) -> np.ndarray:
+    """All label rows of one annotation file as (n, 2) float32 (invalid rows included).
+
+    Raises :class:`DataError` naming the file (and line) on a wrong header, a malformed line or no rows.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read annotation file ({exc.__class__.__name__})") from exc
+    lines = text.splitlines()
+    if not lines or lines[0].strip().replace(" ", "").lower() != HEADER:
+        found = lines[0].strip()[:60] if lines else ""
+        raise DataError(f"{path}: expected header '{HEADER}' on line 1, found {found!r}")
+    rows = [ln for ln in lines[1:] if ln.strip()]
+    if not rows:
+        raise DataError(f"{path}: no label lines after the header")
+    try:
+        values = np.array([[float(v) for v in ln.split(",")] for ln in rows], dtype=np.float64)
+    except ValueError:
+        values = None
+    if values is None or values.ndim != 2 or values.shape[1] != 2:
+        for lineno, ln in enumerate(lines[1:], start=2):
+            parts = ln.split(",")
+            if ln.strip() and (len(parts) != 2 or not all(_is_float(p) for p in parts)):
+                raise DataError(f"{path}:{lineno}: expected two comma-separated numbers, found {ln.strip()[:60]!r}")
+        raise DataError(f"{path}: label lines are not two comma-separated numbers each")
+    if not np.isfinite(values).all():
+        bad = int(np.argwhere(~np.isfinite(values))[0, 0]) + 2
+        raise DataError(f"{path}:{bad}: label is not a finite number")
+    return values.astype(np.float32)
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def valid_label_mask(labels: np.ndarray) -> np.ndarray:
+    """True where both values are in [-1, 1]; Aff-Wild2's -5 and any other out-of-range value are invalid."""
+    return np.all((labels >= -1.0) & (labels <= 1.0), axis=1)
+
+
+def find_annotation_dir(root: Path) -> tuple[str, Path]:
+    """Locate the VA annotation folder of either edition under ``root`` (up to two levels down)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: data root does not exist or is not a directory")
+    found: list[tuple[str, Path]] = []
+    candidates = [root] + [p for p in sorted(root.iterdir()) if p.is_dir()]
+    candidates += [q for p in candidates[1:] for q in sorted(p.iterdir()) if q.is_dir()]
+    for base in candidates:
+        for edition, (folder, _) in EDITIONS.items():
+            if (base / folder).is_dir():
+                found.append((edition, base / folder))
+    if not found:
+        raise DataError(f"{root}: no Aff-Wild2 VA annotations found (expected a folder VA_Set/ or "
+                        f"VA_Estimation_Challenge/ here or in annotations/)")
+    if len(found) > 1:
+        listing = ", ".join(str(p) for _, p in found)
+        raise DataError(f"{root}: several VA annotation folders found ({listing}); keep one")
+    return found[0]
+
+
+def audio_stem(video: str) -> str:
+    """Name of the audio file of a video: two-subject annotation names share the video's audio."""
+    return _SUBJECT_SUFFIX.sub("", video)
+
+
+def fps_from_name(video: str) -> float | None:
+    """Frame rate encoded in names like ``<id>-<fps>-<W>x<H>`` (e.g. ``10-60-1280x720``), else None."""
+    match = _FPS_IN_NAME.search(audio_stem(video))
+    return float(match.group(1)) if match else None
+
+
+def index_split(root: Path, split: str, default_fps: float = 30.0) -> tuple[list[VideoRecord], IndexReport]:
+    """Read every annotation file of ``split`` and match it to its crops and audio.
+
+    Frames are usable when their label is valid and their image file exists. Videos with no crop folder
+    are skipped with a warning; all skips are counted in the returned report.
+    """
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; use one of {SPLITS}")
+    root = Path(root)
+    edition, ann_dir = find_annotation_dir(root)
+    split_dir = ann_dir / EDITIONS[edition][1][split]
+    if not split_dir.is_dir():
+        raise DataError(f"{split_dir}: annotation folder for split '{split}' is missing")
+    image_root = root / "cropped_aligned"
+    if not image_root.is_dir():
+        raise DataError(f"{image_root}: folder of face crops is missing")
+    audio_root = root / "audio"
+    files = sorted(split_dir.glob("*.txt"))
+    if not files:
+        raise DataError(f"{split_dir}: no annotation files (*.txt)")
+
+    report, records = IndexReport(), []
+    for ann in files:
+        labels = read_va_annotation(ann)
+        valid = valid_label_mask(labels)
+        report.invalid_labels += int((~valid).sum())
+        image_dir = image_root / ann.stem
+        if not image_dir.is_dir():
+            log.warning("%s: no crop folder %s; skipping its %d labelled frames", ann, image_dir, int(valid.sum()))
+            report.videos_without_images += 1
+            report.labelled_without_image += int(valid.sum())
+            continue
+        present = set(os.listdir(image_dir))
+        frame_numbers = np.arange(1, len(labels) + 1)
+        has_image = np.array([f"{k:05d}.jpg" in present for k in frame_numbers], dtype=bool)
+        report.labelled_without_image += int((valid & ~has_image).sum())
+        usable = frame_numbers[valid & has_image]
+        wav = audio_root / f"{audio_stem(ann.stem)}.wav"
+        if not wav.is_file():
+            report.audio_missing += 1
+        records.append(VideoRecord(
+            name=ann.stem, split=split, annotation=ann, image_dir=image_dir,
+            audio=wav if wav.is_file() else None, fps=fps_from_name(ann.stem) or default_fps,
+            labels=labels, frames=usable.astype(np.int64),
+        ))
+        report.videos += 1
+        report.valid_labels += int(len(usable))
+    log.info(report.summary(split))
+    if report.valid_labels == 0:
+        raise DataError(f"{split_dir}: no usable frames (valid label and existing image) in split '{split}'")
+    return records, report

@@ -1,0 +1,116 @@
+"""Frame-level affect dataset: the sample contract between ``data`` and ``gan`` (DESIGN §3).
+
+A sample is a dict of tensors::
+
+    face           (3, H, W) float32 in [-1, 1], the clean crop
+    face_degraded  (3, H, W) float32 in [-1, 1], the crop after the paper's artefacts (when a degrader is set)
+    audio          (D_a,) float32, standardised eGeMAPS window features of the frame
+    va             (2,) float32 in [-1, 1], (valence, arousal)
+    video          str, frame  int (1-based frame number)
+
+Only frames with a valid label and an image file are indexed, so invalid labels never reach a loss.
+Randomness is per *sample*: an index may come with a seed (``dataset[(i, seed)]``) that fixes its
+degradation, so the same (index, seed) gives the same sample in any worker, in any run, after a resume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from data.affwild2 import VideoRecord
+from data.errors import DataError
+
+# OpenCV's own thread pool competes with torch's for the same cores; decoding one small crop needs none.
+cv2.setNumThreads(1)
+
+_JPEG_END = b"\xff\xd9"
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Decode an image file to (H, W, 3) uint8 RGB, refusing corrupt or truncated files.
+
+    OpenCV decodes a truncated JPEG into a partly grey image with only a console warning, so the end-of-image
+    marker is checked explicitly: a crop with a missing tail would be silent garbage in training.
+    """
+    try:
+        raw = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read image file ({exc.strerror or exc.__class__.__name__})") from exc
+    if path.suffix.lower() in (".jpg", ".jpeg") and raw[-2:].tobytes() != _JPEG_END and \
+            raw.tobytes().rstrip(b"\x00")[-2:] != _JPEG_END:
+        raise DataError(f"{path}: truncated JPEG (no end-of-image marker)")
+    image = cv2.imdecode(raw, cv2.IMREAD_COLOR) if raw.size else None
+    if image is None:
+        raise DataError(f"{path}: cannot decode image (corrupt or not an image)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, 3) -> float32 (3, H, W) in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(127.5).sub_(1.0)
+
+
+class AffectFrameDataset(Dataset):
+    """Frames of a set of videos, each with its clean (and degraded) face, audio features and V/A label.
+
+    Args:
+        records: indexed videos (see :func:`data.affwild2.index_split`).
+        image_size: crops are resized to this square size (INTER_AREA) after degradation.
+        audio: per-video standardised audio features, (n_frames, D_a) each, keyed by record name.
+        degrader: ``(image, seed) -> image`` applied to the full-resolution crop; None for no
+            ``face_degraded``.
+        fixed_seed_base: when set, a plain integer index uses seed ``fixed_seed_base + index`` for its
+            degradation (validation: the same degraded frame at every evaluation).
+    """
+
+    def __init__(self, records: Sequence[VideoRecord], image_size: int, audio: dict[str, np.ndarray],
+                 degrader: Callable[[np.ndarray, int], np.ndarray] | None = None,
+                 fixed_seed_base: int | None = None):
+        self.records = list(records)
+        self.image_size = image_size
+        self.audio = audio
+        self.degrader = degrader
+        self.fixed_seed_base = fixed_seed_base
+        self.audio_dim = next(iter(audio.values())).shape[1] if audio else 0
+        counts = [len(r.frames) for r in self.records]
+        self._video_of = np.repeat(np.arange(len(self.records)), counts)
+        self._frame_of = np.concatenate([r.frames for r in self.records]) if self.records else np.zeros(0, np.int64)
+        self.labels = np.concatenate([r.labels[r.frames - 1] for r in self.records]).astype(np.float32) \
+            if self.records else np.zeros((0, 2), np.float32)
+
+    def __len__(self) -> int:
+        return len(self._frame_of)
+
+    def locate(self, index: int) -> tuple[VideoRecord, int]:
+        return self.records[self._video_of[index]], int(self._frame_of[index])
+
+    def _resize(self, image: np.ndarray) -> np.ndarray:
+        if image.shape[0] == self.image_size and image.shape[1] == self.image_size:
+            return image
+        return cv2.resize(image, (self.image_size, self.image_size), interpolation=cv2.INTER_AREA)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        if seed is None and self.fixed_seed_base is not None:
+            seed = self.fixed_seed_base + int(index)
+        record, frame = self.locate(int(index))
+        image = read_rgb(record.image_path(frame))
+        sample = {
+            "face": to_tensor(self._resize(image)),
+            "va": torch.from_numpy(record.labels[frame - 1].copy()),
+            "audio": torch.from_numpy(self.audio[record.name][frame - 1]) if self.audio
+            else torch.zeros(0),
+            "video": record.name,
+            "frame": frame,
+        }
+        if self.degrader is not None:
+            if seed is None:
+                raise ValueError("a degrading dataset needs a per-sample seed: index it with (index, seed)")
+            sample["face_degraded"] = to_tensor(self._resize(self.degrader(image, int(seed))))
+        return sample

@@ -1,0 +1,151 @@
+"""From a :class:`DataConfig` to datasets and loaders: the data glue shared by ``train.py`` and ``evaluate.py``.
+
+Responsibilities: resolve the dataset root (generating the demo data on first use), index the splits,
+compute per-video audio features, standardise them with statistics fitted on the *training* frames only
+(or given, from a checkpoint), and build loaders whose order is a pure function of (seed, step) so that
+an interrupted run resumes bit-exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from data.affwild2 import VideoRecord, index_split
+from data.audio import AudioConfig, AudioStandardiser, video_audio_features
+from data.dataset import AffectFrameDataset
+from data.degrade import DegradeConfig, Degrader
+from data.demo import DemoSpec, default_demo_root, ensure_demo_dataset
+from data.errors import DataError
+
+log = logging.getLogger(__name__)
+
+DATASETS = ("demo", "affwild2")
+VAL_SEED_BASE = 1_000_000_007  # validation degradations use seeds disjoint from training's
+
+
+@dataclass
+class DataConfig:
+    """Which data, where, and how it is turned into samples."""
+
+    dataset: str = "demo"          # demo | affwild2
+    root: str = ""                 # dataset root; "" = the demo cache folder (demo only)
+    default_fps: float = 30.0      # frame rate of videos whose name does not encode one
+    num_workers: int = 1           # DataLoader worker processes for training batches
+    eval_batch_size: int = 128
+    degrade: DegradeConfig = field(default_factory=DegradeConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+
+    def validate(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"data.dataset must be one of {DATASETS}, got {self.dataset!r}")
+        if self.dataset != "demo" and not self.root:
+            raise ValueError(f"data.root must be set for data.dataset={self.dataset}")
+        if self.num_workers < 0 or self.eval_batch_size < 1:
+            raise ValueError("data.num_workers must be >= 0 and data.eval_batch_size >= 1")
+        if not 0.0 <= self.degrade.clean_share <= 1.0:
+            raise ValueError(f"data.degrade.clean_share must be in [0, 1], got {self.degrade.clean_share}")
+
+
+def resolve_root(cfg: DataConfig) -> Path:
+    """The dataset root; for the demo, generated on first use (deterministic, cached)."""
+    if cfg.dataset == "demo":
+        return ensure_demo_dataset(Path(cfg.root) if cfg.root else default_demo_root(), DemoSpec())
+    root = Path(cfg.root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{root}: data root does not exist (set data.root to your {cfg.dataset} folder)")
+    return root
+
+
+def compute_audio(records: list[VideoRecord], cfg: AudioConfig) -> dict[str, np.ndarray]:
+    """Raw (unstandardised) audio features per record, (n_frames, dim) each."""
+    return {r.name: video_audio_features(r.audio, r.n_frames, r.fps, cfg) for r in records}
+
+
+@dataclass
+class SplitData:
+    records: list[VideoRecord]
+    audio: dict[str, np.ndarray]   # standardised
+
+
+def load_split(cfg: DataConfig, split: str, standardiser: AudioStandardiser | None = None
+               ) -> tuple[SplitData, AudioStandardiser]:
+    """Index ``split`` and compute its standardised audio features.
+
+    Without a ``standardiser`` one is fitted on this split's usable frames: call it so for the training
+    split only, and pass the result (or the one stored in a checkpoint) for every other split.
+    """
+    root = resolve_root(cfg)
+    records, _ = index_split(root, split, cfg.default_fps)
+    raw = compute_audio(records, cfg.audio)
+    if standardiser is None:
+        usable = np.concatenate([raw[r.name][r.frames - 1] for r in records])
+        standardiser = AudioStandardiser.fit(usable)
+    return SplitData(records, {k: standardiser(v) for k, v in raw.items()}), standardiser
+
+
+def build_dataset(split: SplitData, image_size: int, degrade: DegradeConfig | None,
+                  fixed_seed_base: int | None = None) -> AffectFrameDataset:
+    degrader = Degrader(degrade) if degrade is not None else None
+    return AffectFrameDataset(split.records, image_size, split.audio, degrader, fixed_seed_base)
+
+
+class ResumableShuffleSampler(Sampler):
+    """Endless stream of ``(index, seed)`` keys: a fresh permutation per epoch, a fresh seed per sample.
+
+    Position p of the stream (p = samples consumed since step 0) maps to epoch p // n and to the
+    permutation of that epoch drawn from ``seed`` and the epoch number; the sample's degradation seed is
+    derived from (seed, p). Starting at ``start`` = step * batch_size therefore resumes exactly where an
+    interrupted run stopped, whatever the loader's prefetching had read ahead.
+    """
+
+    def __init__(self, n: int, seed: int, start: int = 0):
+        if n <= 0:
+            raise ValueError("cannot sample from an empty dataset")
+        self.n, self.seed, self.start = n, seed, start
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(self.n)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        p = self.start
+        epoch, perm = -1, None
+        while True:
+            e, offset = divmod(p, self.n)
+            if e != epoch:
+                epoch, perm = e, self._permutation(e)
+            yield int(perm[offset]), (self.seed * 1_000_003 + p) % (2**31 - 1)
+            p += 1
+
+    def __len__(self) -> int:  # pragma: no cover - endless; DataLoader never needs it with an endless sampler
+        raise TypeError("ResumableShuffleSampler is endless")
+
+
+def collate(samples: list[dict]) -> dict:
+    """Stack tensors; keep strings and ints as lists."""
+    out = {}
+    for key in samples[0]:
+        values = [s[key] for s in samples]
+        out[key] = torch.stack(values) if isinstance(values[0], torch.Tensor) else values
+    return out
+
+
+def train_loader(dataset: AffectFrameDataset, batch_size: int, seed: int, start_step: int,
+                 num_workers: int, pin_memory: bool = False) -> DataLoader:
+    """Endless training loader that starts at ``start_step`` of the (seed-determined) sample stream."""
+    sampler = ResumableShuffleSampler(len(dataset), seed, start=start_step * batch_size)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                      collate_fn=collate, pin_memory=pin_memory, drop_last=True,
+                      persistent_workers=num_workers > 0)
+
+
+def eval_loader(dataset: AffectFrameDataset, batch_size: int, num_workers: int = 0) -> DataLoader:
+    """Ordered loader over every frame once."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                      collate_fn=collate)

@@ -1,0 +1,139 @@
+"""Checkpoint I/O: one plain dict of tensors and primitives, written atomically, loadable with
+``torch.load(..., weights_only=True)``.
+
+A checkpoint is self-describing (nanoGPT style): it holds the resolved run config, so ``evaluate.py``
+rebuilds the model and the data pipeline from the checkpoint alone, plus everything a bit-exact resume
+needs (both optimisers, schedulers, RNG states, audio normalisation statistics, class-balance weights,
+the best validation score). The step is the number of completed iterations; the data order is a pure
+function of (seed, step), so it needs no state of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format_version", "step", "config", "model")
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used: missing, unreadable, or from an incompatible run."""
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` to ``path`` atomically (temp file in the same folder, fsync, ``os.replace``).
+
+    A run killed mid-write leaves the previous file intact, never a truncated one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format_version": FORMAT_VERSION, **payload}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`, refusing anything but plain data."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt or non-checkpoint files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({first})") from exc
+    if not isinstance(payload, dict) or any(k not in payload for k in REQUIRED_KEYS):
+        raise CheckpointError(f"{path}: not an ALN checkpoint (missing keys {[k for k in REQUIRED_KEYS if k not in payload]})"
+                              if isinstance(payload, dict) else f"{path}: not an ALN checkpoint")
+    if payload["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: written by a newer version (format {payload['format_version']})")
+    return payload
+
+
+def rng_state() -> dict[str, Any]:
+    """Torch RNG states (CPU and every CUDA device): the loop's only sources of randomness."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def model_from_checkpoint(payload: dict[str, Any]):
+    """Rebuild the :class:`~gan.models.ALN` a checkpoint was trained with and load its weights.
+
+    The architecture comes from the checkpoint's own config (``config["model"]``) and ``audio_dim``.
+    """
+    from gan.models import ALN, ModelConfig  # local: keeps this module importable without building models
+
+    try:
+        model_cfg = ModelConfig(**payload["config"]["model"])
+        model = ALN(model_cfg, int(payload.get("audio_dim", 0)))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"checkpoint config does not describe a model this version can build ({exc})") from exc
+    load_weights(model, payload["model"], "checkpoint")
+    return model
+
+
+def load_weights(model, state: dict[str, torch.Tensor], source: str) -> None:
+    """Strict load with a one-line explanation of what differs (another variant, image size or width)."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if mismatched:
+            k = mismatched[0]
+            parts.append(f"{len(mismatched)} of another shape (e.g. {k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)})")
+        raise CheckpointError(f"{source}: weights do not fit this model ({'; '.join(parts)}); "
+                              "was it trained with another variant, image size or width?")
+    model.load_state_dict(state)
+
+
+def transfer_weights(model, state: dict[str, torch.Tensor]) -> tuple[int, list[str]]:
+    """Progressive training: start ``model`` from an earlier stage's weights (e.g. aeg_cd -> aeg_cd_sz).
+
+    Tensors with the same name and shape are copied. A conv whose input grew by extra channels (the CD's
+    first conv gains the audio plane) gets the old kernel for the old channels and zeros for the new
+    ones, so the new stage starts out computing what the old one did. Returns (copied, names left as
+    initialised).
+    """
+    own = model.state_dict()
+    copied, fresh = 0, []
+    with torch.no_grad():
+        for name, tensor in own.items():
+            old = state.get(name)
+            if old is not None and old.shape == tensor.shape:
+                tensor.copy_(old)
+                copied += 1
+            elif (old is not None and old.dim() == 4 and tensor.dim() == 4 and old.shape[0] == tensor.shape[0]
+                  and old.shape[2:] == tensor.shape[2:] and old.shape[1] < tensor.shape[1]):
+                tensor.zero_()
+                tensor[:, : old.shape[1]].copy_(old)
+                copied += 1
+            else:
+                fresh.append(name)
+    return copied, fresh

@@ -1,0 +1,116 @@
+"""Affect metrics: RMSE, PCC and CCC per dimension, in the two conventions used in the literature.
+
+Both training-time validation and ``evaluate.py`` call these functions, so a number in TensorBoard and a
+number in ``metrics.json`` are computed the same way.
+
+Conventions (DESIGN §5):
+
+* ``population`` — 1/N in every mean, variance and covariance (ABAW, audmetric, most papers).
+* ``avec`` — covariance with 1/N but variances with 1/(N-1), as in the AVEC 2018/2019 official
+  ``calc_scores``; PCC is cov / (sd_x * sd_y) with those variances.
+
+Scores are computed in float64 over all frames given (callers concatenate a partition's recordings).
+Degenerate inputs follow one rule: a correlation whose denominator is zero carries no information and is
+reported as 0.0 — except CCC of two identical constant sequences, which is perfect agreement (1.0).
+
+Example:
+    >>> ccc([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
+    1.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+CONVENTIONS = ("population", "avec")
+DIMENSIONS = ("valence", "arousal")
+
+
+def _pair(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if x.shape != y.shape:
+        raise ValueError(f"prediction and gold differ in length: {x.size} vs {y.size}")
+    if x.size == 0:
+        raise ValueError("cannot score an empty sequence")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("cannot score sequences containing NaN or inf")
+    return x, y
+
+
+def _moments(x: np.ndarray, y: np.ndarray, convention: str) -> tuple[float, float, float, float, float]:
+    """Means, variances and covariance of (x, y) under ``convention``."""
+    if convention not in CONVENTIONS:
+        raise ValueError(f"unknown CCC convention {convention!r}; use one of {CONVENTIONS}")
+    mx, my = x.mean(), y.mean()
+    dx, dy = x - mx, y - my
+    cov = float(np.mean(dx * dy))
+    if convention == "population":
+        vx, vy = float(np.mean(dx * dx)), float(np.mean(dy * dy))
+    else:
+        if x.size < 2:
+            raise ValueError("the 'avec' convention needs at least 2 samples (variances use N-1)")
+        vx, vy = float(np.var(x, ddof=1)), float(np.var(y, ddof=1))
+    return float(mx), float(my), vx, vy, cov
+
+
+def rmse(pred: Sequence[float] | np.ndarray, gold: Sequence[float] | np.ndarray) -> float:
+    """Root mean squared error (the paper's "MSE" column is this)."""
+    x, y = _pair(pred, gold)
+    return float(np.sqrt(np.mean((x - y) ** 2)))
+
+
+def pcc(pred: Sequence[float] | np.ndarray, gold: Sequence[float] | np.ndarray, convention: str = "population") -> float:
+    """Pearson correlation; 0.0 when either sequence is constant."""
+    x, y = _pair(pred, gold)
+    _, _, vx, vy, cov = _moments(x, y, convention)
+    denom = np.sqrt(vx * vy)
+    return float(cov / denom) if denom > 0 else 0.0
+
+
+def ccc(pred: Sequence[float] | np.ndarray, gold: Sequence[float] | np.ndarray, convention: str = "population") -> float:
+    """Lin's concordance correlation coefficient 2·cov / (var_x + var_y + (mu_x - mu_y)^2)."""
+    x, y = _pair(pred, gold)
+    mx, my, vx, vy, cov = _moments(x, y, convention)
+    denom = vx + vy + (mx - my) ** 2
+    if denom > 0:
+        return float(2.0 * cov / denom)
+    return 1.0  # both constant and equal: perfect agreement
+
+
+def score_dimension(pred, gold, convention: str = "population") -> dict[str, float]:
+    """``{"ccc", "pcc", "rmse"}`` for one affect dimension."""
+    return {"ccc": ccc(pred, gold, convention), "pcc": pcc(pred, gold, convention), "rmse": rmse(pred, gold)}
+
+
+def score_va(pred: np.ndarray, gold: np.ndarray, convention: str = "population",
+             dimensions: Sequence[str] = DIMENSIONS) -> dict[str, dict[str, float]]:
+    """Score (N, D) predictions against (N, D) gold, column d named ``dimensions[d]``.
+
+    Returns ``{"valence": {"ccc", "pcc", "rmse"}, "arousal": {...}}``, the shape of ``metrics.json``.
+    """
+    pred = np.asarray(pred, dtype=np.float64)
+    gold = np.asarray(gold, dtype=np.float64)
+    if pred.ndim != 2 or pred.shape != gold.shape or pred.shape[1] != len(dimensions):
+        raise ValueError(f"expected two (N, {len(dimensions)}) arrays, got {pred.shape} and {gold.shape}")
+    return {name: score_dimension(pred[:, d], gold[:, d], convention) for d, name in enumerate(dimensions)}
+
+
+def psnr(restored: np.ndarray, reference: np.ndarray, data_range: float = 2.0) -> float:
+    """Peak signal-to-noise ratio in dB between two image batches (default range: images in [-1, 1]).
+
+    Computed per image and averaged, so one perfect reconstruction cannot make the mean infinite-free
+    scores meaningless: identical images are capped at 100 dB.
+    """
+    a = np.asarray(restored, dtype=np.float64)
+    b = np.asarray(reference, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"image shapes differ: {a.shape} vs {b.shape}")
+    if a.ndim == 3:
+        a, b = a[None], b[None]
+    mse = ((a - b) ** 2).reshape(a.shape[0], -1).mean(axis=1)
+    with np.errstate(divide="ignore"):
+        values = np.where(mse > 0, 10.0 * np.log10(data_range**2 / np.maximum(mse, 1e-300)), 100.0)
+    return float(np.minimum(values, 100.0).mean())

@@ -1,0 +1,128 @@
+"""The ALN training objective: what the discriminator and the generator minimise (Eqs. 1-10).
+
+Kept apart from the loop (StyleGAN2-ADA style): the loop owns optimisers, schedules and logging; this
+module owns the maths and the consistency rules of DESIGN §4:
+
+* D sees z for real *and* fake inputs. For a real image z is the AEG's encoding of that clean image,
+  computed without gradient in the D step; for a fake, the z of the degraded input that produced it.
+  Otherwise D could tell real from fake by whether z is present.
+* The affect loss (class-balanced RMSE + 1-PCC + 1-CCC) is paid by D on real images (Eq. 9) and by G on
+  its restored images (Eq. 10), both through the same :class:`~gan.losses.AffectLoss`.
+* ``disc`` has no generator: D regresses V/A on clean images with the affect loss alone.
+
+A batch is a dict with ``face`` (B,3,H,W), ``face_degraded`` (B,3,H,W), ``audio`` (B,D_a), ``va`` (B,2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from gan.losses import (
+    ADVERSARIAL_MODES,
+    AFFECT_TERMS,
+    AffectLoss,
+    critic_loss,
+    generator_adversarial_loss,
+    gradient_penalty,
+    l1,
+)
+from gan.models import ALN
+
+
+@dataclass
+class LossConfig:
+    """Loss weights and choices (paper Eqs. 9-10; StarGAN defaults where the paper is silent)."""
+
+    adversarial: str = "wgan-gp"   # wgan-gp | log (the paper's Eq. 1)
+    lambda_gp: float = 10.0        # gradient-penalty weight (WGAN-GP)
+    lambda_afc: float = 1.0        # affect loss weight, lambda_afc
+    lambda_rec: float = 10.0       # cycle reconstruction weight, lambda_rec (StarGAN's lambda_rec)
+    lambda_denoise: float = 0.0    # optional direct L1(AEG(degraded), clean); 0 = off (not in the paper)
+    affect_terms: list[str] = field(default_factory=lambda: list(AFFECT_TERMS))
+    class_balance: bool = True     # weight samples by inverse V/A bin frequency of the training labels
+    balance_bins: int = 21         # bins over [-1, 1] per dimension
+    balance_clip: float = 10.0     # cap on a bin's weight before renormalising (0 = no cap)
+
+    def validate(self) -> None:
+        if self.adversarial not in ADVERSARIAL_MODES:
+            raise ValueError(f"loss.adversarial must be one of {ADVERSARIAL_MODES}, got {self.adversarial!r}")
+        bad = [t for t in self.affect_terms if t not in AFFECT_TERMS]
+        if bad or not self.affect_terms:
+            raise ValueError(f"loss.affect_terms must be a non-empty subset of {list(AFFECT_TERMS)}, got {self.affect_terms}")
+        for key in ("lambda_gp", "lambda_afc", "lambda_rec", "lambda_denoise", "balance_clip"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"loss.{key} must be >= 0, got {getattr(self, key)}")
+        if self.balance_bins < 2:
+            raise ValueError(f"loss.balance_bins must be >= 2, got {self.balance_bins}")
+
+
+class ALNObjective:
+    """Computes the D and G losses of one batch for an :class:`~gan.models.ALN`."""
+
+    def __init__(self, model: ALN, cfg: LossConfig, balance_table: torch.Tensor | None):
+        self.model = model
+        self.cfg = cfg
+        self.affect = AffectLoss(balance_table if cfg.class_balance else None, tuple(cfg.affect_terms))
+
+    @property
+    def adversarial(self) -> bool:
+        return self.model.aeg is not None
+
+    def discriminator_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Eq. 9: -L_adv + lambda_afc * L_afc(real) (+ lambda_gp * GP for WGAN-GP)."""
+        m, cfg = self.model, self.cfg
+        real, audio, va = batch["face"], batch.get("audio"), batch["va"]
+        if not self.adversarial:
+            afc, stats = self.affect(m.critic(real, None, None)[1], va)
+            return cfg.lambda_afc * afc, _logs("D", afc=afc, **_affect_logs(stats))
+
+        with torch.no_grad():
+            fake, z_fake = m.aeg(batch["face_degraded"])
+            z_real = m.aeg.encode(real) if m.conditions_on_latent else None
+        real_logits, va_real = m.critic(real, z_real, audio)
+        fake_logits, _ = m.critic(fake, z_fake, audio)
+        adv = critic_loss(real_logits, fake_logits, cfg.adversarial)
+        afc, stats = self.affect(va_real, va)
+        loss = adv + cfg.lambda_afc * afc
+        logs = {"adv": adv, "afc": afc, **_affect_logs(stats)}
+        if cfg.adversarial == "wgan-gp" and cfg.lambda_gp > 0:
+            alpha = torch.rand(real.shape[0], device=real.device)
+            if m.conditions_on_latent:
+                gp = gradient_penalty(lambda x, z: m.critic(x, z, audio)[0], [real, z_real], [fake, z_fake], alpha)
+            else:
+                gp = gradient_penalty(lambda x: m.critic(x, None, None)[0], [real], [fake], alpha)
+            loss = loss + cfg.lambda_gp * gp
+            logs["gp"] = gp
+            logs["wasserstein"] = -adv
+        return loss, _logs("D", **logs)
+
+    def generator_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Eq. 10: L_adv + lambda_afc * L_afc(fake) + lambda_rec * L_rec (+ optional direct L1)."""
+        if not self.adversarial:
+            raise RuntimeError("the disc variant has no generator to train")
+        m, cfg = self.model, self.cfg
+        clean, audio, va = batch["face"], batch.get("audio"), batch["va"]
+        fake, z_fake = m.aeg(batch["face_degraded"])
+        fake_logits, va_fake = m.critic(fake, z_fake, audio)
+        adv = generator_adversarial_loss(fake_logits, cfg.adversarial)
+        afc, stats = self.affect(va_fake, va)
+        cycled, _ = m.aeg(fake)
+        rec = l1(clean, cycled)
+        loss = adv + cfg.lambda_afc * afc + cfg.lambda_rec * rec
+        logs = {"adv": adv, "afc": afc, "rec": rec, **_affect_logs(stats)}
+        if cfg.lambda_denoise > 0:
+            den = l1(clean, fake)
+            loss = loss + cfg.lambda_denoise * den
+            logs["denoise"] = den
+        return loss, _logs("G", **logs)
+
+
+def _affect_logs(stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {f"{name}_{dim}": stats[name][i] for name in ("ccc",) for i, dim in enumerate(("valence", "arousal"))}
+
+
+def _logs(prefix: str, **values: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Detached scalars tagged ``D/...`` or ``G/...``; turned into numbers only when they are logged."""
+    return {f"{prefix}/{k}": v.detach() for k, v in values.items()}

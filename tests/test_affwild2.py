@@ -1,0 +1,105 @@
+"""Aff-Wild2 reader on fixture trees of both annotation editions."""
+
+import numpy as np
+import pytest
+import torch
+
+from data.affwild2 import audio_stem, find_annotation_dir, fps_from_name, index_split, read_va_annotation
+from data.dataset import AffectFrameDataset, read_rgb
+from data.errors import DataError
+from tests.fixtures import write_affwild2
+
+
+def _labels(n, invalid=()):
+    v = np.linspace(-0.9, 0.9, n)
+    lab = np.stack([v, -v], axis=1)
+    for i in invalid:
+        lab[i - 1] = -5
+    return lab
+
+
+@pytest.mark.parametrize("edition,parent", [("abaw2020", "annotations"), ("abaw_later", "Third ABAW Annotations"),
+                                            ("abaw2020", "")])
+def test_both_editions_index_valid_frames(tmp_path, edition, parent):
+    videos = {
+        "1-30-640x360": {"split": "train", "labels": _labels(10, invalid=[3, 4]), "missing": [7]},
+        "2-25-640x360_left": {"split": "train", "labels": _labels(6)},
+        "2-25-640x360_right": {"split": "train", "labels": _labels(6), "missing": [1]},
+        "video9": {"split": "val", "labels": _labels(5, invalid=[5])},
+    }
+    root = write_affwild2(tmp_path, edition, videos, annotations_parent=parent)
+    (root / "audio").mkdir()
+    (root / "audio" / "2-25-640x360.wav").write_bytes(b"")  # shared by _left and _right
+    found_edition, _ = find_annotation_dir(root)
+    assert found_edition == edition
+    train, report = index_split(root, "train")
+    by_name = {r.name: r for r in train}
+    assert list(by_name["1-30-640x360"].frames) == [1, 2, 5, 6, 8, 9, 10]   # -5 rows and missing file dropped
+    assert list(by_name["2-25-640x360_right"].frames) == [2, 3, 4, 5, 6]
+    assert by_name["1-30-640x360"].fps == 30.0 and by_name["2-25-640x360_left"].fps == 25.0
+    assert by_name["2-25-640x360_left"].audio.name == "2-25-640x360.wav"
+    assert by_name["2-25-640x360_right"].audio == by_name["2-25-640x360_left"].audio
+    assert by_name["1-30-640x360"].audio is None
+    assert (report.videos, report.valid_labels, report.invalid_labels, report.labelled_without_image) == (3, 18, 2, 2)
+    assert report.audio_missing == 1
+    val, _ = index_split(root, "val", default_fps=29.97)
+    assert val[0].fps == 29.97 and list(val[0].frames) == [1, 2, 3, 4]
+
+    ds = AffectFrameDataset(train, 16, audio={})
+    assert len(ds) == 18
+    sample = ds[2]
+    assert sample["video"] == "1-30-640x360" and sample["frame"] == 5
+    assert torch.allclose(sample["va"], torch.tensor(_labels(10)[4], dtype=torch.float32))
+    assert sample["face"].shape == (3, 16, 16) and -1 <= sample["face"].min() and sample["face"].max() <= 1
+    assert (ds.labels >= -1).all() and (ds.labels <= 1).all()  # invalid labels never reach a sample
+
+
+def test_names_fps_and_audio_stems():
+    assert fps_from_name("10-60-1280x720_right") == 60.0
+    assert fps_from_name("video5") is None
+    assert audio_stem("10-60-1280x720_left") == "10-60-1280x720"
+    assert audio_stem("left_video") == "left_video"
+
+
+@pytest.mark.parametrize("content,message", [
+    ("arousal,valence\n0.1,0.2\n", "expected header 'valence,arousal'"),
+    ("valence,arousal\n", "no label lines"),
+    ("valence,arousal\n0.1,0.2\n0.3\n", ":3: expected two comma-separated numbers"),
+    ("valence,arousal\n0.1,abc\n", ":2: expected two comma-separated numbers"),
+    ("valence,arousal\n0.1,nan\n", ":2: label is not a finite number"),
+])
+def test_bad_annotation_files_name_file_and_line(tmp_path, content, message):
+    path = tmp_path / "vid.txt"
+    path.write_text(content)
+    with pytest.raises(DataError, match=message) as info:
+        read_va_annotation(path)
+    assert str(path) in str(info.value)
+
+
+def test_header_tolerates_bom_and_spaces(tmp_path):
+    path = tmp_path / "v.txt"
+    path.write_text("\ufeffvalence, arousal\n0.5,-0.25\n-5,-5\n")
+    assert read_va_annotation(path).tolist() == [[0.5, -0.25], [-5.0, -5.0]]
+
+
+def test_missing_root_and_missing_annotations(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        index_split(tmp_path / "nowhere", "train")
+    (tmp_path / "cropped_aligned").mkdir()
+    with pytest.raises(DataError, match="no Aff-Wild2 VA annotations"):
+        index_split(tmp_path, "train")
+
+
+def test_corrupt_and_truncated_jpeg(tmp_path):
+    root = write_affwild2(tmp_path, "abaw2020", {"v": {"split": "train", "labels": _labels(3)}})
+    frame1 = root / "cropped_aligned" / "v" / "00001.jpg"
+    data = frame1.read_bytes()
+    frame1.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="truncated JPEG") as info:
+        read_rgb(frame1)
+    assert str(frame1) in str(info.value)
+    frame2 = root / "cropped_aligned" / "v" / "00002.jpg"
+    frame2.write_bytes(b"\xff\xd8 not really a jpeg \xff\xd9")
+    with pytest.raises(DataError, match="cannot decode image"):
+        read_rgb(frame2)
+    assert read_rgb(root / "cropped_aligned" / "v" / "00003.jpg").shape == (24, 24, 3)

@@ -1,0 +1,53 @@
+"""Config composition: presets, dotted overrides, unknown keys and bad values."""
+
+import pytest
+import yaml
+
+from runconfig import DEFAULT_PRESET, ConfigError, RunConfig, build_config, dump_yaml, load_config, to_dict
+
+
+def test_demo_preset_defaults_and_overrides():
+    cfg = load_config(DEFAULT_PRESET, ["train.max_steps=7", "model.variant=disc", "loss.affect_terms=[rmse,ccc]",
+                                       "data.degrade.blur_sigma=[0.5,1.5]", "loss.lambda_rec=1"])
+    assert cfg.model.variant == "disc" and cfg.train.max_steps == 7
+    assert cfg.loss.affect_terms == ["rmse", "ccc"]
+    assert cfg.data.degrade.blur_sigma == (0.5, 1.5)
+    assert isinstance(cfg.loss.lambda_rec, float)
+    assert load_config(DEFAULT_PRESET).model.variant == "aeg_cd_sz"
+
+
+def test_round_trip_through_yaml_and_dict():
+    cfg = load_config(DEFAULT_PRESET, ["seed=3"])
+    again = build_config(yaml.safe_load(dump_yaml(cfg)))
+    assert to_dict(again) == to_dict(cfg)
+    assert isinstance(again, RunConfig) and again.seed == 3
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.max_stpes=3", "unknown config key 'train.max_stpes'"),
+    ("trian.max_steps=3", "unknown config key 'trian'"),
+    ("train.max_steps=abc", "train.max_steps: expected an integer"),
+    ("train.max_steps=0", "train.max_steps must be >= 1"),
+    ("model.variant=gan", "model.variant must be one of"),
+    ("train.amp=maybe", "train.amp: expected true or false"),
+    ("loss.affect_terms=[mse]", "loss.affect_terms must be"),
+    ("data.dataset=sewa2", "data.dataset must be one of"),
+    ("train.max_steps", "is not KEY=VALUE"),
+    ("train.max_steps.x=1", "'max_steps' is a value"),
+])
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        load_config(DEFAULT_PRESET, [override])
+
+
+def test_bad_preset_files(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("model:\n  width: 3\n")
+    with pytest.raises(ConfigError, match="unknown config key 'model.width'"):
+        load_config(unknown)

@@ -1,0 +1,123 @@
+"""Model shapes, value ranges, gradient flow per variant, and the consistency rules of the objective."""
+
+import pytest
+import torch
+
+from gan.checkpoint import transfer_weights
+from gan.losses import class_balance_weights
+from gan.models import ALN, ModelConfig
+from gan.objective import ALNObjective, LossConfig
+
+SMALL = dict(image_size=32, g_conv_dim=4, g_res_blocks=1, d_conv_dim=4)
+
+
+def _batch(b=6, size=32, audio=10):
+    g = torch.Generator().manual_seed(0)
+    return {
+        "face": torch.rand(b, 3, size, size, generator=g) * 2 - 1,
+        "face_degraded": torch.rand(b, 3, size, size, generator=g) * 2 - 1,
+        "audio": torch.randn(b, audio, generator=g),
+        "va": torch.rand(b, 2, generator=g) * 2 - 1,
+    }
+
+
+@pytest.mark.parametrize("size,patch", [(64, 2), (112, 3), (128, 2)])
+def test_shapes_and_ranges(size, patch):
+    torch.manual_seed(0)
+    model = ALN(ModelConfig(variant="aeg_cd_sz", image_size=size, g_conv_dim=4, g_res_blocks=1, d_conv_dim=4), 10)
+    x = torch.rand(2, 3, size, size) * 2 - 1
+    restored, z = model.restore(x)
+    assert restored.shape == x.shape and restored.abs().max() <= 1.0
+    assert z.shape == (2, 16, size // 4, size // 4)
+    adv, va = model.critic(restored, z, torch.randn(2, 10))
+    assert adv.shape == (2, 1, patch, patch)
+    assert va.shape == (2, 2) and va.abs().max() < 1.0
+
+
+def test_variants_switch_parts():
+    disc = ALN(ModelConfig(variant="disc", **SMALL), 10)
+    plain = ALN(ModelConfig(variant="aeg_cd", **SMALL), 10)
+    full = ALN(ModelConfig(variant="aeg_cd_sz", **SMALL), 10)
+    assert disc.aeg is None and plain.aeg is not None
+    assert disc.cd.blocks[0][0].in_channels == 3 and full.cd.blocks[0][0].in_channels == 4
+    assert full.cd.fuse is not None and plain.cd.fuse is None
+    # the audio and z actually change the aeg_cd_sz prediction
+    x = torch.rand(3, 3, 32, 32) * 2 - 1
+    a1, a2 = torch.randn(3, 10), torch.randn(3, 10)
+    assert not torch.allclose(full.predict(x, a1), full.predict(x, a2))
+    assert torch.allclose(plain.predict(x, a1), plain.predict(x, a2))
+    with pytest.raises(ValueError, match="variant"):
+        ALN(ModelConfig(variant="aeg", **SMALL), 10)
+    with pytest.raises(ValueError, match="audio"):
+        ALN(ModelConfig(variant="aeg_cd_sz", **SMALL), 0)
+
+
+@pytest.mark.parametrize("variant", ["disc", "aeg_cd", "aeg_cd_sz"])
+def test_gradients_reach_every_parameter(variant):
+    torch.manual_seed(0)
+    model = ALN(ModelConfig(variant=variant, **SMALL), 10)
+    batch = _batch()
+    obj = ALNObjective(model, LossConfig(), class_balance_weights(batch["va"]))
+    d_loss, d_logs = obj.discriminator_loss(batch)
+    d_loss.backward()
+    cd_params = dict(model.cd.named_parameters())
+    missing = [n for n, p in cd_params.items() if p.grad is None or p.grad.abs().sum() == 0]
+    # the PatchGAN head gets no gradient without an adversarial term (disc trains on affect alone)
+    expected_missing = ["adv_head.weight"] if variant == "disc" else []
+    assert missing == expected_missing
+    if model.aeg is None:
+        with pytest.raises(RuntimeError):
+            obj.generator_loss(batch)
+        return
+    assert all(p.grad is None for p in model.aeg.parameters())  # the D step never trains G
+    model.zero_grad(set_to_none=True)
+    g_loss, g_logs = obj.generator_loss(batch)
+    g_loss.backward()
+    dead = [n for n, p in model.aeg.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert dead == []
+    assert {"G/adv", "G/afc", "G/rec"} <= set(g_logs)
+
+
+def test_d_sees_latent_for_real_and_fake():
+    torch.manual_seed(0)
+    model = ALN(ModelConfig(variant="aeg_cd_sz", **SMALL), 10)
+    batch = _batch()
+    calls = []
+    original = model.critic
+
+    def recording(image, z, audio):
+        calls.append((image.detach().clone(), None if z is None else z.detach().clone()))
+        return original(image, z, audio)
+
+    model.critic = recording
+    obj = ALNObjective(model, LossConfig(lambda_gp=0.0), None)
+    obj.discriminator_loss(batch)
+    assert len(calls) == 2 and all(z is not None for _, z in calls)
+    (real_img, real_z), (fake_img, fake_z) = calls
+    with torch.no_grad():
+        restored, z_deg = model.aeg(batch["face_degraded"])
+        assert torch.equal(real_img, batch["face"])
+        assert torch.allclose(real_z, model.aeg.encode(batch["face"]))  # z of the real image, from the AEG
+        assert torch.allclose(fake_img, restored) and torch.allclose(fake_z, z_deg)
+
+
+def test_log_loss_option_and_denoise_term():
+    torch.manual_seed(0)
+    model = ALN(ModelConfig(variant="aeg_cd", **SMALL), 10)
+    obj = ALNObjective(model, LossConfig(adversarial="log", lambda_denoise=1.0), None)
+    d_loss, d_logs = obj.discriminator_loss(_batch())
+    assert "D/gp" not in d_logs and torch.isfinite(d_loss)
+    g_loss, g_logs = obj.generator_loss(_batch())
+    assert "G/denoise" in g_logs
+
+
+def test_progressive_transfer_keeps_rgb_kernel():
+    torch.manual_seed(0)
+    stage1 = ALN(ModelConfig(variant="aeg_cd", **SMALL), 10)
+    stage2 = ALN(ModelConfig(variant="aeg_cd_sz", **SMALL), 10)
+    copied, fresh = transfer_weights(stage2, stage1.state_dict())
+    w1, w2 = stage1.cd.blocks[0][0].weight, stage2.cd.blocks[0][0].weight
+    assert torch.equal(w2[:, :3], w1) and torch.count_nonzero(w2[:, 3]) == 0
+    assert torch.equal(stage2.aeg.encoder[0].weight, stage1.aeg.encoder[0].weight)
+    assert any(n.startswith("cd.audio_map") for n in fresh) and any(n.startswith("cd.fuse") for n in fresh)
+    assert copied == len(stage2.state_dict()) - len(fresh)

@@ -1,0 +1,344 @@
+"""Train ALN: ``python train.py [--config PRESET] [--dry-run] [KEY=VALUE ...]``.
+
+The default preset is ``configs/demo.yaml`` (variant ``aeg_cd_sz`` on the built-in demo data). Examples::
+
+    python train.py                                   # demo run into runs/demo
+    python train.py train.max_steps=200 run.dir=runs/quick
+    python train.py --config configs/affwild2.yaml data.root=/data/Aff-Wild2
+    python train.py run.resume=runs/demo/last.pt      # continue exactly where it stopped
+
+The loop is iteration based: every iteration is one D step; every ``train.n_critic``-th iteration is
+also a G step. The run folder receives ``config.yaml``, ``last.pt``, ``best.pt``, ``metrics.jsonl`` and
+TensorBoard events under ``tb/``. Ctrl-C or SIGTERM saves ``last.pt`` before leaving.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from data.audio import AudioStandardiser
+from data.loaders import VAL_SEED_BASE, build_dataset, collate, eval_loader, load_split, train_loader
+from gan.checkpoint import (
+    load_checkpoint,
+    load_weights,
+    restore_rng_state,
+    rng_state,
+    save_checkpoint,
+    transfer_weights,
+)
+from gan.evaluation import Predictions, autocast, predict_batches, restoration_grid
+from gan.losses import class_balance_weights
+from gan.models import ALN, set_requires_grad
+from gan.objective import ALNObjective
+from runconfig import DEFAULT_PRESET, USER_ERRORS, ConfigError, RunConfig, build_config, dump_yaml, load_config, to_dict, user_message
+
+log = logging.getLogger("train")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(DEFAULT_PRESET), help="YAML preset (default: configs/demo.yaml)")
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.max_steps=200")
+    return parser.parse_args(argv)
+
+
+def resolve_config(args: argparse.Namespace) -> tuple[RunConfig, dict | None]:
+    """Preset + overrides; when resuming, the checkpoint's config + the same overrides."""
+    cfg = load_config(args.config, args.overrides)
+    if not cfg.run.resume:
+        return cfg, None
+    ckpt = load_checkpoint(cfg.run.resume)
+    resumed = build_config(ckpt["config"], [*args.overrides, f"run.resume={cfg.run.resume}"])
+    return resumed, ckpt
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"train.device: unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name} but CUDA is not available on this machine")
+    return device
+
+
+def lr_factor(step: int, max_steps: int, decay_from: float) -> float:
+    """1 until ``decay_from * max_steps``, then linear to 0 at ``max_steps`` (StarGAN's schedule)."""
+    start = int(decay_from * max_steps)
+    if step < start or max_steps <= start:
+        return 1.0
+    return max(0.0, (max_steps - step) / (max_steps - start))
+
+
+class RunLog:
+    """metrics.jsonl + TensorBoard, both keyed by the global step; only rank 0 would own one."""
+
+    def __init__(self, run_dir: Path, resume_step: int | None):
+        self.jsonl = run_dir / "metrics.jsonl"
+        if resume_step is not None and self.jsonl.exists():
+            # drop entries written after the checkpoint we resume from: they will be written again
+            kept = [ln for ln in self.jsonl.read_text().splitlines()
+                    if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
+            self.jsonl.write_text("".join(ln + "\n" for ln in kept))
+        self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step)
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value, global_step=step)
+        with self.jsonl.open("a") as fh:
+            fh.write(json.dumps({"step": step, **values}) + "\n")
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class Trainer:
+    """Owns the model, optimisers, data stream and run folder of one training run."""
+
+    def __init__(self, cfg: RunConfig, ckpt: dict | None):
+        self.cfg = cfg
+        self.device = pick_device(cfg.train.device)
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        torch.manual_seed(cfg.seed)
+        self.run_dir = Path(cfg.run.dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(dump_yaml(cfg))
+
+        mcfg, dcfg = cfg.model, cfg.data
+        standardiser = AudioStandardiser.from_state_dict(ckpt["audio_stats"]) if ckpt else None
+        train_split, self.standardiser = load_split(dcfg, "train", standardiser)
+        val_split, _ = load_split(dcfg, "val", self.standardiser)
+        degrade = dcfg.degrade if dcfg.degrade.enabled else None
+        self.train_set = build_dataset(train_split, mcfg.image_size, degrade if mcfg.uses_aeg else None)
+        self.val_set = build_dataset(val_split, mcfg.image_size, degrade, fixed_seed_base=VAL_SEED_BASE)
+        self.audio_dim = dcfg.audio.dim
+
+        self.model = ALN(mcfg, self.audio_dim).to(self.device)
+        self.balance = (ckpt["balance_table"] if ckpt else
+                        class_balance_weights(torch.from_numpy(self.train_set.labels), cfg.loss.balance_bins,
+                                              cfg.loss.balance_clip))
+        self.objective = ALNObjective(self.model, cfg.loss, self.balance.to(self.device))
+        t = cfg.train
+        betas = (t.beta1, t.beta2)
+        self.opt_d = torch.optim.Adam(self.model.cd.parameters(), lr=t.lr_d, betas=betas)
+        self.opt_g = torch.optim.Adam(self.model.aeg.parameters(), lr=t.lr_g, betas=betas) if self.model.aeg else None
+        schedule = lambda s: lr_factor(s, t.max_steps, t.lr_decay_from)  # noqa: E731
+        self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, schedule)
+        self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, schedule) if self.opt_g else None
+        self.step, self.best_score, self.best_step = 0, -float("inf"), -1
+        if ckpt:
+            self._restore(ckpt)
+        elif cfg.run.init_from:
+            copied, fresh = transfer_weights(self.model, load_checkpoint(cfg.run.init_from)["model"])
+            log.info("initialised %d tensors from %s; %d new (%s)", copied, cfg.run.init_from, len(fresh),
+                     ", ".join(fresh[:4]) + (" ..." if len(fresh) > 4 else ""))
+        if t.compile:
+            self._compile()
+        grid_idx = np.linspace(0, len(self.val_set) - 1, min(t.grid_size, len(self.val_set))).astype(int)
+        self.grid_batch = collate([self.val_set[int(i)] for i in grid_idx])
+        self.runlog = RunLog(self.run_dir, self.step if ckpt else None)
+        self.stop_requested = False
+
+    # ------------------------------------------------------------------ state
+
+    def _restore(self, ckpt: dict) -> None:
+        load_weights(self.model, ckpt["model"], self.cfg.run.resume)
+        self.opt_d.load_state_dict(ckpt["opt_d"])
+        self.sched_d.load_state_dict(ckpt["sched_d"])
+        if self.opt_g:
+            self.opt_g.load_state_dict(ckpt["opt_g"])
+            self.sched_g.load_state_dict(ckpt["sched_g"])
+        restore_rng_state(ckpt["rng"])
+        self.step, self.best_score, self.best_step = ckpt["step"], ckpt["best_score"], ckpt["best_step"]
+        log.info("resumed from %s at step %d", self.cfg.run.resume, self.step)
+
+    def _compile(self) -> None:
+        """Compile the AEG; the CD too unless WGAN-GP needs its double backward, which compile lacks."""
+        self.model.aeg.compile() if self.model.aeg else None
+        if self.cfg.loss.adversarial != "wgan-gp" or not self.model.aeg:
+            self.model.cd.compile()
+
+    def state(self) -> dict:
+        return {
+            "step": self.step,
+            "config": to_dict(self.cfg),
+            "variant": self.cfg.model.variant,
+            "audio_dim": self.audio_dim,
+            "model": self.model.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "opt_g": self.opt_g.state_dict() if self.opt_g else {},
+            "sched_d": self.sched_d.state_dict(),
+            "sched_g": self.sched_g.state_dict() if self.sched_g else {},
+            "rng": rng_state(),
+            "audio_stats": self.standardiser.state_dict(),
+            "balance_table": self.balance,
+            "best_score": self.best_score,
+            "best_step": self.best_step,
+        }
+
+    def save(self, name: str) -> Path:
+        bad = [n for n, p in self.model.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
+        if bad:
+            raise FloatingPointError(f"weights became non-finite ({bad[0]}); not overwriting {name}")
+        path = self.run_dir / name
+        save_checkpoint(path, self.state())
+        return path
+
+    # ------------------------------------------------------------------ steps
+
+    def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        """One iteration: a D step, and a G step every n_critic iterations."""
+        m, obj = self.model, self.objective
+        with autocast(self.device, self.cfg.train.amp):
+            d_loss, logs = obj.discriminator_loss(batch)
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+        logs["D/loss"] = d_loss.detach()
+        if m.aeg is not None and (self.step + 1) % self.cfg.train.n_critic == 0:
+            set_requires_grad(m.cd, False)
+            with autocast(self.device, self.cfg.train.amp):
+                g_loss, g_logs = obj.generator_loss(batch)
+            self.opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            self.opt_g.step()
+            set_requires_grad(m.cd, True)
+            logs.update(g_logs)
+            logs["G/loss"] = g_loss.detach()
+        self.sched_d.step()
+        if self.sched_g:
+            self.sched_g.step()
+        return logs
+
+    def validate(self) -> Predictions:
+        loader = eval_loader(self.val_set, self.cfg.data.eval_batch_size)
+        preds = predict_batches(self.model, loader, self.device, self.cfg.train.amp)
+        scores = preds.scores("population")
+        values = {f"val/{m}_{dim}": scores[dim][m] for dim in scores for m in ("ccc", "pcc", "rmse")}
+        if preds.pred_degraded is not None:
+            from gan.metrics import score_va
+
+            deg = score_va(preds.pred_degraded, preds.gold)
+            values.update({f"val_degraded/ccc_{dim}": deg[dim]["ccc"] for dim in deg})
+            values["val/psnr_restored"] = preds.psnr_restored
+            values["val/psnr_degraded"] = preds.psnr_degraded
+        self.runlog.scalars(self.step, values)
+        w = self.runlog.writer
+        w.add_histogram("val/pred_valence", preds.pred[:, 0], self.step)
+        w.add_histogram("val/pred_arousal", preds.pred[:, 1], self.step)
+        w.add_image("val/restoration_clean_degraded_restored_cycle",
+                    restoration_grid(self.model, self.grid_batch, self.device), self.step)
+        return preds
+
+    # ------------------------------------------------------------------ loop
+
+    def fit(self) -> int:
+        t = self.cfg.train
+        if self.step >= t.max_steps:
+            log.info("checkpoint is already at step %d >= train.max_steps=%d; nothing to do", self.step, t.max_steps)
+            return 0
+        loader = train_loader(self.train_set, t.batch_size, self.cfg.seed, self.step, self.cfg.data.num_workers,
+                              pin_memory=self.device.type == "cuda")
+        stream = iter(loader)
+        bar = tqdm(total=t.max_steps, initial=self.step, desc=self.cfg.model.variant, dynamic_ncols=True,
+                   mininterval=1.0, file=sys.stderr)
+        postfix: dict[str, str] = {}
+        last_val: dict[str, float] = {}
+        self.model.train()
+        started = time.time()
+        try:
+            while self.step < t.max_steps:
+                batch = {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                         for k, v in next(stream).items()}
+                logs = self.train_step(batch)
+                self.step += 1
+                bar.update(1)
+                if self.step % t.log_every == 0 or self.step == t.max_steps:
+                    values = {k: float(v) for k, v in logs.items()}
+                    if not all(np.isfinite(v) for v in values.values()):
+                        bad = next(k for k, v in values.items() if not np.isfinite(v))
+                        raise FloatingPointError(f"{bad} is not finite at step {self.step}")
+                    values["lr/d"] = self.opt_d.param_groups[0]["lr"]
+                    self.runlog.scalars(self.step, values)
+                    postfix.update({k: f"{values[k]:.3f}" for k in ("D/loss", "G/loss") if k in values})
+                if self.step % t.eval_every == 0 or self.step == t.max_steps:
+                    scores = self.validate().scores()
+                    last_val = {d: scores[d]["ccc"] for d in scores}
+                    postfix["val_ccc"] = f"V {last_val['valence']:.3f} A {last_val['arousal']:.3f}"
+                    score = float(np.mean(list(last_val.values())))
+                    if score > self.best_score:
+                        self.best_score, self.best_step = score, self.step
+                        self.save("best.pt")
+                    self.save("last.pt")
+                bar.set_postfix(postfix, refresh=False)
+                if self.stop_requested:
+                    path = self.save("last.pt")
+                    bar.close()
+                    print(f"interrupted at step {self.step}; saved {path}; continue with run.resume={path}",
+                          file=sys.stderr)
+                    return 130
+        finally:
+            bar.close()
+            del stream
+        self.runlog.writer.add_hparams(_flat_hparams(self.cfg), {f"hparam/ccc_{d}": v for d, v in last_val.items()},
+                                       run_name="hparams", global_step=self.step)
+        self.runlog.close()
+        minutes = (time.time() - started) / 60
+        print(f"done: {self.step} steps in {minutes:.1f} min; best mean val CCC {self.best_score:.3f} at step "
+              f"{self.best_step}; run folder {self.run_dir}", file=sys.stderr)
+        return 0
+
+
+def _flat_hparams(cfg: RunConfig) -> dict:
+    flat = {}
+    for section in ("model", "loss", "train"):
+        for k, v in to_dict(getattr(cfg, section)).items():
+            if isinstance(v, (int, float, str, bool)):
+                flat[f"{section}.{k}"] = v
+    flat["seed"] = cfg.seed
+    return flat
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    try:
+        cfg, ckpt = resolve_config(args)
+        if args.dry_run:
+            print(dump_yaml(cfg), end="")
+            return 0
+        trainer = Trainer(cfg, ckpt)
+
+        def request_stop(signum, _frame):
+            trainer.stop_requested = True
+            log.warning("signal %d: stopping after this step and saving last.pt", signum)
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        return trainer.fit()
+    except USER_ERRORS as exc:
+        print(f"error: {user_message(exc)}", file=sys.stderr)
+        return 2
+    except FloatingPointError as exc:
+        print(f"error: training diverged: {exc}; last.pt holds the last finite state", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())
