@@ -165,7 +165,10 @@ def from_dict(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
             known = ", ".join(sorted(names))
             raise ConfigError(f"unknown config key '{where}' (known keys{' in ' + prefix if prefix else ''}: {known})")
     kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in values.items()}
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:  # a section that checks itself on construction
+        raise ConfigError(f"{prefix or 'config'}: {exc}") from None
 
 
 def set_dotted(tree: dict[str, Any], assignment: str) -> None:

@@ -39,6 +39,7 @@ class DataConfig:
     default_fps: float = 30.0      # frame rate of videos whose name does not encode one
     num_workers: int = 1           # DataLoader worker processes for training batches
     eval_batch_size: int = 128
+    demo: DemoSpec = field(default_factory=DemoSpec)   # size of the generated demo data (dataset=demo)
     degrade: DegradeConfig = field(default_factory=DegradeConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
 
@@ -56,7 +57,13 @@ class DataConfig:
 def resolve_root(cfg: DataConfig) -> Path:
     """The dataset root; for the demo, generated on first use (deterministic, cached)."""
     if cfg.dataset == "demo":
-        return ensure_demo_dataset(Path(cfg.root) if cfg.root else default_demo_root(), DemoSpec())
+        if cfg.root:
+            return ensure_demo_dataset(Path(cfg.root).expanduser(), cfg.demo)
+        root = default_demo_root()
+        if cfg.demo != DemoSpec():  # a non-default size gets its own cache folder instead of replacing the default
+            root = root.with_name(f"{root.name}-{cfg.demo.num_train}x{cfg.demo.num_val}x{cfg.demo.frames}"
+                                  f"-{cfg.demo.size}px-seed{cfg.demo.seed}")
+        return ensure_demo_dataset(root, cfg.demo)
     root = Path(cfg.root).expanduser()
     if not root.is_dir():
         raise DataError(f"{root}: data root does not exist (set data.root to your {cfg.dataset} folder)")
