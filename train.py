@@ -138,9 +138,6 @@ class Trainer:
         betas = (t.beta1, t.beta2)
         self.opt_d = torch.optim.Adam(self.model.cd.parameters(), lr=t.lr_d, betas=betas)
         self.opt_g = torch.optim.Adam(self.model.aeg.parameters(), lr=t.lr_g, betas=betas) if self.model.aeg else None
-        schedule = lambda s: lr_factor(s, t.max_steps, t.lr_decay_from)  # noqa: E731
-        self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, schedule)
-        self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, schedule) if self.opt_g else None
         self.step, self.best_score, self.best_step = 0, -float("inf"), -1
         if ckpt:
             self._restore(ckpt)
@@ -160,10 +157,8 @@ class Trainer:
     def _restore(self, ckpt: dict) -> None:
         load_weights(self.model, ckpt["model"], self.cfg.run.resume)
         self.opt_d.load_state_dict(ckpt["opt_d"])
-        self.sched_d.load_state_dict(ckpt["sched_d"])
         if self.opt_g:
             self.opt_g.load_state_dict(ckpt["opt_g"])
-            self.sched_g.load_state_dict(ckpt["sched_g"])
         restore_rng_state(ckpt["rng"])
         self.step, self.best_score, self.best_step = ckpt["step"], ckpt["best_score"], ckpt["best_step"]
         log.info("resumed from %s at step %d", self.cfg.run.resume, self.step)
@@ -183,8 +178,6 @@ class Trainer:
             "model": self.model.state_dict(),
             "opt_d": self.opt_d.state_dict(),
             "opt_g": self.opt_g.state_dict() if self.opt_g else {},
-            "sched_d": self.sched_d.state_dict(),
-            "sched_g": self.sched_g.state_dict() if self.sched_g else {},
             "rng": rng_state(),
             "audio_stats": self.standardiser.state_dict(),
             "balance_table": self.balance,
@@ -202,9 +195,18 @@ class Trainer:
 
     # ------------------------------------------------------------------ steps
 
+    def set_learning_rates(self) -> None:
+        """The LR schedule is a pure function of the step (stored in every checkpoint): no scheduler state."""
+        t = self.cfg.train
+        factor = lr_factor(self.step, t.max_steps, t.lr_decay_from)
+        for opt, base in ((self.opt_d, t.lr_d), (self.opt_g, t.lr_g)):
+            for group in opt.param_groups if opt else ():
+                group["lr"] = base * factor
+
     def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
         """One iteration: a D step, and a G step every n_critic iterations."""
         m, obj = self.model, self.objective
+        self.set_learning_rates()
         with autocast(self.device, self.cfg.train.amp):
             d_loss, logs = obj.discriminator_loss(batch)
         self.opt_d.zero_grad(set_to_none=True)
@@ -221,9 +223,6 @@ class Trainer:
             set_requires_grad(m.cd, True)
             logs.update(g_logs)
             logs["G/loss"] = g_loss.detach()
-        self.sched_d.step()
-        if self.sched_g:
-            self.sched_g.step()
         return logs
 
     def validate(self) -> Predictions:

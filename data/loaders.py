@@ -147,9 +147,12 @@ def train_loader(dataset: AffectFrameDataset, batch_size: int, seed: int, start_
                  num_workers: int, pin_memory: bool = False) -> DataLoader:
     """Endless training loader that starts at ``start_step`` of the (seed-determined) sample stream."""
     sampler = ResumableShuffleSampler(len(dataset), seed, start=start_step * batch_size)
+    # A loader draws its workers' base seed from the global torch RNG unless given its own generator; that
+    # draw would shift the training loop's random stream when a resumed run creates its loader.
+    own_rng = torch.Generator().manual_seed(seed)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                       collate_fn=collate, pin_memory=pin_memory, drop_last=True,
-                      persistent_workers=num_workers > 0)
+                      persistent_workers=num_workers > 0, generator=own_rng)
 
 
 def eval_loader(dataset: AffectFrameDataset, batch_size: int, num_workers: int = 0) -> DataLoader:

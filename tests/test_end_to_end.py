@@ -1,0 +1,205 @@
+"""Tiny end-to-end runs on generated demo data: train -> checkpoint -> resume -> evaluate, TensorBoard, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import evaluate
+import train
+from gan.metrics import ccc
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["data.demo.num_train=3", "data.demo.num_val=2", "data.demo.frames=40", "data.demo.size=32",
+        "model.image_size=32", "model.g_conv_dim=4", "model.g_res_blocks=1", "model.d_conv_dim=4",
+        "train.batch_size=8", "train.log_every=2", "data.num_workers=0", "data.eval_batch_size=32"]
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("demo") / "data"
+    warmup = tmp_path_factory.mktemp("warmup")
+    assert train.main([*TINY, f"data.root={root}", f"run.dir={warmup}", "train.max_steps=1",
+                       "train.eval_every=1"]) == 0
+    return root
+
+
+def _run(demo_root: Path, run_dir: Path, *extra: str) -> int:
+    return train.main([*TINY, f"data.root={demo_root}", f"run.dir={run_dir}", *extra])
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_train_checkpoint_evaluate(demo_root, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _run(demo_root, run, "train.max_steps=6", "train.eval_every=3") == 0
+    for name in ("config.yaml", "last.pt", "best.pt", "metrics.jsonl"):
+        assert (run / name).is_file(), name
+    rows = _jsonl(run / "metrics.jsonl")
+    val_rows = [r for r in rows if "val/ccc_valence" in r]
+    assert [r["step"] for r in val_rows] == [3, 6]
+    assert {"val/ccc_arousal", "val/pcc_valence", "val/rmse_arousal", "val/psnr_restored"} <= set(val_rows[0])
+    assert any("D/loss" in r and "G/loss" in r for r in rows)
+
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    assert ckpt["step"] == 6 and ckpt["config"]["model"]["variant"] == "aeg_cd_sz"
+    assert {"model", "opt_d", "opt_g", "rng", "audio_stats", "balance_table", "best_score"} <= set(ckpt)
+    best = torch.load(run / "best.pt", weights_only=True)
+    assert best["step"] in (3, 6) and best["best_score"] == pytest.approx(
+        max(np.mean([r["val/ccc_valence"], r["val/ccc_arousal"]]) for r in val_rows))
+
+    out = tmp_path / "eval"
+    capsys.readouterr()
+    assert evaluate.main(["--checkpoint", str(run / "last.pt"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "valence" in printed and "CCC" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["valence"]) == {"ccc", "pcc", "rmse"} and set(metrics["arousal"]) == {"ccc", "pcc", "rmse"}
+    table = np.genfromtxt(out / "predictions.csv", delimiter=",", names=True, dtype=None, encoding=None)
+    assert len(table) == metrics["frames"] == 80
+    assert metrics["valence"]["ccc"] == pytest.approx(ccc(table["valence"], table["valence_gold"]), abs=1e-5)
+    # evaluate.py and the last validation of training score the same clean frames with the same code
+    assert metrics["arousal"]["ccc"] == pytest.approx(val_rows[-1]["val/ccc_arousal"], abs=1e-5)
+
+
+def test_tensorboard_events(demo_root, tmp_path):
+    run = tmp_path / "run"
+    assert _run(demo_root, run, "train.max_steps=4", "train.eval_every=2", "train.n_critic=2") == 0
+    acc = EventAccumulator(str(run / "tb"), size_guidance={"images": 0, "scalars": 0, "histograms": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    assert {"D/loss", "D/adv", "D/gp", "D/afc", "G/loss", "G/adv", "G/rec", "G/afc",
+            "val/ccc_valence", "val/ccc_arousal"} <= set(tags["scalars"])
+    assert [e.step for e in acc.Scalars("val/ccc_valence")] == [2, 4]
+    assert [e.step for e in acc.Scalars("D/loss")] == [2, 4]
+    grid = acc.Images("val/restoration_clean_degraded_restored_cycle")
+    assert [g.step for g in grid] == [2, 4]
+    # 4 rows (clean | degraded | restored | cycle) of 32 px faces with 2 px padding
+    assert grid[0].height == 4 * 32 + 5 * 2
+    assert {"val/pred_valence", "val/pred_arousal"} <= set(tags["histograms"])
+
+
+def _final_state(run: Path) -> dict:
+    return torch.load(run / "last.pt", weights_only=True)
+
+
+def _interrupted_run(demo_root: Path, run: Path, stop_after: int, *extra: str) -> None:
+    """Start a run and deliver a stop request (what SIGTERM/Ctrl-C does) during step ``stop_after``."""
+    cfg = train.load_config(train.DEFAULT_PRESET, [*TINY, f"data.root={demo_root}", f"run.dir={run}", *extra])
+    trainer = train.Trainer(cfg, None)
+    step_once = trainer.train_step
+
+    def step_then_signal(batch):
+        logs = step_once(batch)
+        if trainer.step + 1 == stop_after:
+            trainer.stop_requested = True
+        return logs
+
+    trainer.train_step = step_then_signal
+    assert trainer.fit() == 130
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_exact_resume(demo_root, tmp_path, workers):
+    """N steps in one run equal N/2 steps, an interruption, and a resume for the other N/2."""
+    common = ["train.max_steps=8", "train.eval_every=3", "train.n_critic=3", f"data.num_workers={workers}"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert _run(demo_root, straight, *common) == 0
+    _interrupted_run(demo_root, split, 4, *common)
+    assert _final_state(split)["step"] == 4
+    assert train.main([f"run.resume={split / 'last.pt'}"]) == 0
+    a, b = _final_state(straight), _final_state(split)
+    assert a["step"] == b["step"] == 8
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    for key in ("opt_d", "opt_g"):
+        for pid, state in a[key]["state"].items():
+            assert torch.equal(state["exp_avg_sq"], b[key]["state"][pid]["exp_avg_sq"])
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+    rows = lambda run: _jsonl(run / "metrics.jsonl")  # noqa: E731
+    assert rows(straight) == rows(split)  # same losses and validation scores, no duplicated rows
+    assert [r["step"] for r in rows(split) if "D/loss" in r] == [2, 4, 6, 8]
+
+
+def test_resume_continues_a_finished_run_to_more_steps(demo_root, tmp_path):
+    run = tmp_path / "run"
+    assert _run(demo_root, run, "train.max_steps=2", "train.eval_every=2") == 0
+    assert train.main([f"run.resume={run / 'last.pt'}", "train.max_steps=4"]) == 0
+    assert _final_state(run)["step"] == 4
+    assert train.main([f"run.resume={run / 'last.pt'}"]) == 0  # already there: nothing to do
+
+
+def test_generator_updated_every_n_critic_iterations(demo_root, tmp_path):
+    cfg = train.load_config(train.DEFAULT_PRESET, [*TINY, f"data.root={demo_root}", f"run.dir={tmp_path}",
+                                                   "train.n_critic=3"])
+    trainer = train.Trainer(cfg, None)
+    counts = {"d": 0, "g": 0}
+    d_step, g_step = trainer.opt_d.step, trainer.opt_g.step
+    trainer.opt_d.step = lambda *a, **k: (counts.__setitem__("d", counts["d"] + 1), d_step(*a, **k))[1]
+    trainer.opt_g.step = lambda *a, **k: (counts.__setitem__("g", counts["g"] + 1), g_step(*a, **k))[1]
+    loader = iter(train.train_loader(trainer.train_set, 8, 0, 0, 0))
+    for _ in range(7):
+        trainer.train_step(next(loader))
+        trainer.step += 1
+    assert counts == {"d": 7, "g": 2}
+    trainer.runlog.close()
+
+
+def test_disc_variant_trains_without_generator(demo_root, tmp_path):
+    run = tmp_path / "disc"
+    assert _run(demo_root, run, "model.variant=disc", "train.max_steps=2", "train.eval_every=2") == 0
+    ckpt = _final_state(run)
+    assert not any(k.startswith("aeg.") for k in ckpt["model"]) and ckpt["opt_g"] == {}
+    assert any("D/afc" in r and "D/adv" not in r for r in _jsonl(run / "metrics.jsonl"))
+
+
+def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+
+
+def test_cli_user_errors(demo_root, tmp_path):
+    missing = tmp_path / "no-such-folder"
+    _assert_one_line_error(_cli("train.py", "data.dataset=affwild2", f"data.root={missing}"), str(missing),
+                           "does not exist")
+    _assert_one_line_error(_cli("train.py", "train.max_step=3"), "unknown config key 'train.max_step'")
+    _assert_one_line_error(_cli("train.py", "train.batch_size=many"), "train.batch_size", "integer")
+    _assert_one_line_error(_cli("evaluate.py", "--checkpoint", str(tmp_path / "x.pt")), "checkpoint file not found")
+
+    broken = tmp_path / "broken"
+    shutil.copytree(demo_root, broken)
+    ann = next((broken / "annotations" / "VA_Set" / "Training_Set").glob("*.txt"))
+    ann.write_text(ann.read_text().replace("valence,arousal", "arousal;valence", 1))
+    _assert_one_line_error(_cli("train.py", *TINY, f"data.root={broken}", "train.max_steps=1"), str(ann),
+                           "expected header")
+
+
+def test_corrupt_jpeg_named_from_a_worker(demo_root, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(demo_root, broken)
+    frames = sorted((broken / "cropped_aligned").glob("demo_t*/*.jpg"))
+    for frame in frames:  # corrupt every training frame so the first batch must hit one
+        frame.write_bytes(frame.read_bytes()[:100])
+    result = _cli("train.py", *TINY, f"data.root={broken}", f"run.dir={tmp_path / 'run'}", "train.max_steps=2",
+                  "data.num_workers=1")
+    _assert_one_line_error(result, "truncated JPEG", str(broken / "cropped_aligned"))
