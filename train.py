@@ -15,6 +15,7 @@ TensorBoard events under ``tb/``. Ctrl-C or SIGTERM saves ``last.pt`` before lea
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import signal
@@ -41,7 +42,17 @@ from gan.evaluation import Predictions, autocast, predict_batches, restoration_g
 from gan.losses import class_balance_weights
 from gan.models import ALN, set_requires_grad
 from gan.objective import ALNObjective
-from runconfig import DEFAULT_PRESET, USER_ERRORS, ConfigError, RunConfig, build_config, dump_yaml, load_config, to_dict, user_message
+from runconfig import (
+    DEFAULT_PRESET,
+    USER_ERRORS,
+    ConfigError,
+    RunConfig,
+    build_config,
+    dump_yaml,
+    load_config,
+    to_dict,
+    user_message,
+)
 
 log = logging.getLogger("train")
 
@@ -126,7 +137,9 @@ class Trainer:
         val_split, _ = load_split(dcfg, "val", self.standardiser)
         degrade = dcfg.degrade if dcfg.degrade.enabled else None
         self.train_set = build_dataset(train_split, mcfg.image_size, degrade if mcfg.uses_aeg else None)
-        self.val_set = build_dataset(val_split, mcfg.image_size, degrade, fixed_seed_base=VAL_SEED_BASE)
+        # validation's degraded view degrades every frame (no clean share), so its PSNR measures restoration
+        val_degrade = dataclasses.replace(degrade, clean_share=0.0) if degrade else None
+        self.val_set = build_dataset(val_split, mcfg.image_size, val_degrade, fixed_seed_base=VAL_SEED_BASE)
         self.audio_dim = dcfg.audio.dim
 
         self.model = ALN(mcfg, self.audio_dim).to(self.device)
