@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from data.errors import DataError
+from data.meta import read_meta
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class VideoRecord:
     fps: float
     labels: np.ndarray            # (n_frames, 2) float32, every row of the file, invalid ones included
     frames: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # usable 1-based frame numbers
+    liking: np.ndarray | None = None  # (n_frames,) float32 where the dataset has it (SEWA), else None
 
     @property
     def n_frames(self) -> int:
@@ -65,17 +67,19 @@ class IndexReport:
     """Counts of what the index kept and skipped, logged once per split."""
 
     videos: int = 0
-    valid_labels: int = 0
-    invalid_labels: int = 0
-    labelled_without_image: int = 0
+    usable_frames: int = 0            # valid label and an image: what training sees
+    valid_labels: int = 0             # label rows in [-1, 1]
+    invalid_labels: int = 0           # -5 or otherwise out-of-range rows (dropped, never rescaled)
+    labelled_without_image: int = 0   # valid label but no crop file (no face found, or labels longer than video)
+    images_without_label: int = 0     # crop files with no label row (labels shorter than the video)
     videos_without_images: int = 0
     audio_missing: int = 0
 
     def summary(self, split: str) -> str:
-        return (f"{split}: {self.videos} videos, {self.valid_labels} usable frames; skipped "
-                f"{self.invalid_labels} invalid labels and {self.labelled_without_image} labelled frames "
-                f"without an image ({self.videos_without_images} videos without a crop folder); "
-                f"{self.audio_missing} videos without audio")
+        return (f"{split}: {self.videos} videos, {self.usable_frames} usable frames; skipped "
+                f"{self.invalid_labels} invalid labels, {self.labelled_without_image} labelled frames "
+                f"without an image ({self.videos_without_images} videos without a crop folder) and "
+                f"{self.images_without_label} images without a label; {self.audio_missing} videos without audio")
 
 
 def read_va_annotation(path: Path) -> np.ndarray:
@@ -155,7 +159,29 @@ def fps_from_name(video: str) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def index_split(root: Path, split: str, default_fps: float = 30.0) -> tuple[list[VideoRecord], IndexReport]:
+def video_fps(root: Path, video: str, default_fps: float) -> float:
+    """Frame rate of a video: preprocessing's metadata (read from the container), else the name, else default."""
+    meta = read_meta(root, audio_stem(video)) or read_meta(root, video)
+    if meta is not None and meta.fps > 0:
+        return float(meta.fps)
+    return fps_from_name(video) or default_fps
+
+
+def count_images(image_dir: Path, n_labels: int) -> tuple[np.ndarray, int]:
+    """(has_image per label row, number of crop files beyond the labels).
+
+    Policy for label files whose length differs from the video (the label count is authoritative):
+    label rows past the last crop are "labelled without image"; crops past the last label row are
+    "images without label". Both are dropped and counted, neither is an error.
+    """
+    present = {int(name[:-4]) for name in os.listdir(image_dir) if name.endswith(".jpg") and name[:-4].isdigit()}
+    frame_numbers = np.arange(1, n_labels + 1)
+    has_image = np.fromiter((k in present for k in frame_numbers), dtype=bool, count=n_labels)
+    return has_image, sum(1 for k in present if k > n_labels or k < 1)
+
+
+def index_split(root: Path, split: str, default_fps: float = 30.0,
+                require_frames: bool = True) -> tuple[list[VideoRecord], IndexReport]:
     """Read every annotation file of ``split`` and match it to its crops and audio.
 
     Frames are usable when their label is valid and their image file exists. Videos with no crop folder
@@ -181,28 +207,28 @@ def index_split(root: Path, split: str, default_fps: float = 30.0) -> tuple[list
         labels = read_va_annotation(ann)
         valid = valid_label_mask(labels)
         report.invalid_labels += int((~valid).sum())
+        report.valid_labels += int(valid.sum())
+        wav = audio_root / f"{audio_stem(ann.stem)}.wav"
+        if not wav.is_file():
+            report.audio_missing += 1
         image_dir = image_root / ann.stem
         if not image_dir.is_dir():
             log.warning("%s: no crop folder %s; skipping its %d labelled frames", ann, image_dir, int(valid.sum()))
             report.videos_without_images += 1
             report.labelled_without_image += int(valid.sum())
             continue
-        present = set(os.listdir(image_dir))
-        frame_numbers = np.arange(1, len(labels) + 1)
-        has_image = np.array([f"{k:05d}.jpg" in present for k in frame_numbers], dtype=bool)
+        has_image, extra_images = count_images(image_dir, len(labels))
         report.labelled_without_image += int((valid & ~has_image).sum())
-        usable = frame_numbers[valid & has_image]
-        wav = audio_root / f"{audio_stem(ann.stem)}.wav"
-        if not wav.is_file():
-            report.audio_missing += 1
+        report.images_without_label += extra_images
+        usable = np.flatnonzero(valid & has_image) + 1
         records.append(VideoRecord(
             name=ann.stem, split=split, annotation=ann, image_dir=image_dir,
-            audio=wav if wav.is_file() else None, fps=fps_from_name(ann.stem) or default_fps,
+            audio=wav if wav.is_file() else None, fps=video_fps(root, ann.stem, default_fps),
             labels=labels, frames=usable.astype(np.int64),
         ))
         report.videos += 1
-        report.valid_labels += int(len(usable))
+        report.usable_frames += int(len(usable))
     log.info(report.summary(split))
-    if report.valid_labels == 0:
+    if require_frames and report.usable_frames == 0:
         raise DataError(f"{split_dir}: no usable frames (valid label and existing image) in split '{split}'")
     return records, report

@@ -37,7 +37,8 @@ class LossConfig:
 
     adversarial: str = "wgan-gp"   # wgan-gp | log (the paper's Eq. 1)
     lambda_gp: float = 10.0        # gradient-penalty weight (WGAN-GP)
-    lambda_afc: float = 1.0        # affect loss weight, lambda_afc
+    lambda_afc: float = 1.0        # affect loss weight of D on real faces, lambda_afc of Eq. 9
+    lambda_afc_g: float = 1.0      # affect loss weight of G on its restored faces (Eq. 10; the paper uses lambda_afc)
     lambda_rec: float = 10.0       # cycle reconstruction weight, lambda_rec (StarGAN's lambda_rec)
     lambda_denoise: float = 0.0    # optional direct L1(AEG(degraded), clean); 0 = off (not in the paper)
     affect_terms: list[str] = field(default_factory=lambda: list(AFFECT_TERMS))
@@ -51,7 +52,7 @@ class LossConfig:
         bad = [t for t in self.affect_terms if t not in AFFECT_TERMS]
         if bad or not self.affect_terms:
             raise ValueError(f"loss.affect_terms must be a non-empty subset of {list(AFFECT_TERMS)}, got {self.affect_terms}")
-        for key in ("lambda_gp", "lambda_afc", "lambda_rec", "lambda_denoise", "balance_clip"):
+        for key in ("lambda_gp", "lambda_afc", "lambda_afc_g", "lambda_rec", "lambda_denoise", "balance_clip"):
             if getattr(self, key) < 0:
                 raise ValueError(f"loss.{key} must be >= 0, got {getattr(self, key)}")
         if self.balance_bins < 2:
@@ -110,7 +111,7 @@ class ALNObjective:
         afc, stats = self.affect(va_fake, va)
         cycled, _ = m.aeg(fake)
         rec = l1(clean, cycled)
-        loss = adv + cfg.lambda_afc * afc + cfg.lambda_rec * rec
+        loss = adv + cfg.lambda_afc_g * afc + cfg.lambda_rec * rec
         logs = {"adv": adv, "afc": afc, "rec": rec, **_affect_logs(stats)}
         if cfg.lambda_denoise > 0:
             den = l1(clean, fake)

@@ -40,7 +40,8 @@ def test_both_editions_index_valid_frames(tmp_path, edition, parent):
     assert by_name["2-25-640x360_left"].audio.name == "2-25-640x360.wav"
     assert by_name["2-25-640x360_right"].audio == by_name["2-25-640x360_left"].audio
     assert by_name["1-30-640x360"].audio is None
-    assert (report.videos, report.valid_labels, report.invalid_labels, report.labelled_without_image) == (3, 18, 2, 2)
+    assert (report.videos, report.usable_frames, report.valid_labels, report.invalid_labels,
+            report.labelled_without_image, report.images_without_label) == (3, 18, 20, 2, 2, 0)
     assert report.audio_missing == 1
     val, _ = index_split(root, "val", default_fps=29.97)
     assert val[0].fps == 29.97 and list(val[0].frames) == [1, 2, 3, 4]
@@ -103,3 +104,28 @@ def test_corrupt_and_truncated_jpeg(tmp_path):
     with pytest.raises(DataError, match="cannot decode image"):
         read_rgb(frame2)
     assert read_rgb(root / "cropped_aligned" / "v" / "00003.jpg").shape == (24, 24, 3)
+
+
+def test_label_files_shorter_or_longer_than_the_video(tmp_path):
+    """The label count is authoritative: extra labels lack images, extra images lack labels; both counted."""
+    root = write_affwild2(tmp_path, "abaw2020", {"long": {"split": "train", "labels": _labels(6)},
+                                                 "short": {"split": "train", "labels": _labels(6)}})
+    for k in (5, 6):  # the video 'long' has only 4 frames: its last two labels have no image
+        (root / "cropped_aligned" / "long" / f"{k:05d}.jpg").unlink()
+    ann = root / "annotations" / "VA_Set" / "Training_Set" / "short.txt"
+    ann.write_text("\n".join(ann.read_text().splitlines()[:4]) + "\n")  # 3 labels for 6 frames
+    records, report = index_split(root, "train")
+    by_name = {r.name: r for r in records}
+    assert list(by_name["long"].frames) == [1, 2, 3, 4] and list(by_name["short"].frames) == [1, 2, 3]
+    assert report.labelled_without_image == 2 and report.images_without_label == 3
+
+
+def test_fps_from_preprocessing_metadata_wins(tmp_path):
+    from data.meta import VideoMeta, write_meta
+
+    root = write_affwild2(tmp_path, "abaw2020", {"7-30-640x360_left": {"split": "train", "labels": _labels(3)},
+                                                 "other": {"split": "train", "labels": _labels(3)}})
+    write_meta(root, VideoMeta(video="7-30-640x360", fps=29.97, frames=3, complete=True))
+    records, _ = index_split(root, "train", default_fps=25.0)
+    fps = {r.name: r.fps for r in records}
+    assert fps == {"7-30-640x360_left": 29.97, "other": 25.0}
