@@ -1,0 +1,95 @@
+"""ABAW valence/arousal prediction files, in both layouts the challenge has used.
+
+* ``abaw2020``: one ``<video>.txt`` per video, header ``valence,arousal``, one ``v,a`` line per frame of the
+  video (the annotation format), frames in order from 1.
+* ``abaw_later`` (2021 on): one file, header ``image_location,valence,arousal``, one line per frame,
+  ``<video>/<frame:05d>.jpg,v,a``.
+
+The challenge expects a value for every frame of every video, also frames where no face was found.
+Policy: a frame without a prediction takes the prediction of the nearest predicted frame of the same video
+(ties go to the earlier frame); a video without any prediction is an error, since zeros would be silent garbage.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from data.errors import DataError
+
+FORMATS = ("abaw2020", "abaw_later")
+SINGLE_FILE_HEADER = "image_location,valence,arousal"
+
+
+def fill_all_frames(frames: np.ndarray, values: np.ndarray, n_frames: int) -> np.ndarray:
+    """(n_frames, 2) predictions for frames 1..n_frames from predictions at 1-based ``frames``."""
+    frames = np.asarray(frames, dtype=np.int64)
+    values = np.asarray(values, dtype=np.float64).reshape(len(frames), -1)
+    if len(frames) == 0:
+        raise ValueError("no predicted frame to fill from")
+    order = np.argsort(frames, kind="stable")
+    frames, values = frames[order], values[order]
+    targets = np.arange(1, n_frames + 1)
+    right = np.clip(np.searchsorted(frames, targets), 0, len(frames) - 1)
+    left = np.clip(right - 1, 0, len(frames) - 1)
+    take_left = np.abs(targets - frames[left]) <= np.abs(frames[right] - targets)
+    return values[np.where(take_left, left, right)]
+
+
+def write_predictions(out: Path, fmt: str, predictions: dict[str, tuple[np.ndarray, np.ndarray]],
+                      n_frames: dict[str, int]) -> list[Path]:
+    """Write ``{video: (frames, (n, 2) [valence, arousal])}`` in ``fmt``; returns the files written.
+
+    ``out`` is a folder for ``abaw2020`` and a file path for ``abaw_later``. ``n_frames`` gives each video's
+    frame count (its annotation's line count).
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown ABAW format {fmt!r}; use one of {FORMATS}")
+    missing = sorted(v for v in n_frames if v not in predictions or len(predictions[v][0]) == 0)
+    if missing:
+        raise DataError(f"{out}: no prediction for {len(missing)} video(s): {', '.join(missing[:5])}")
+    filled = {v: fill_all_frames(*predictions[v], n_frames[v]) for v in sorted(n_frames)}
+    out = Path(out)
+    if fmt == "abaw2020":
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for video, values in filled.items():
+            path = out / f"{video}.txt"
+            lines = ["valence,arousal"] + [f"{v:.6f},{a:.6f}" for v, a in values]
+            path.write_text("\n".join(lines) + "\n")
+            written.append(path)
+        return written
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as fh:
+        fh.write(SINGLE_FILE_HEADER + "\n")
+        for video, values in filled.items():
+            fh.writelines(f"{video}/{k:05d}.jpg,{v:.6f},{a:.6f}\n" for k, (v, a) in enumerate(values, start=1))
+    return [out]
+
+
+def read_single_file(path: Path) -> dict[str, np.ndarray]:
+    """``{video: (n_frames, 2)}`` from a later-edition single prediction file (frames in file order by number)."""
+    path = Path(path)
+    rows: dict[str, dict[int, tuple[float, float]]] = {}
+    with path.open(newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None or ",".join(h.strip() for h in header) != SINGLE_FILE_HEADER:
+            raise DataError(f"{path}: expected header '{SINGLE_FILE_HEADER}', found {','.join(header or [])!r}")
+        for lineno, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            try:
+                location, v, a = row
+                video, image = location.rsplit("/", 1)
+                frame = int(Path(image).stem)
+                value = (float(v), float(a))
+            except ValueError:
+                raise DataError(f"{path}:{lineno}: expected '<video>/<frame>.jpg,valence,arousal', "
+                                f"found {','.join(row)[:60]!r}") from None
+            if not all(np.isfinite(value)):
+                raise DataError(f"{path}:{lineno}: prediction is not a finite number")
+            rows.setdefault(video, {})[frame] = value
+    return {video: np.array([frames[k] for k in sorted(frames)], dtype=np.float64) for video, frames in rows.items()}
