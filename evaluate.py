@@ -34,7 +34,8 @@ from runconfig import USER_ERRORS, ConfigError, build_config, user_message
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="checkpoint file (best.pt or last.pt of a run)")
-    parser.add_argument("--split", default="val", choices=("train", "val"), help="split to score (default val)")
+    parser.add_argument("--split", default="val", choices=("train", "val", "test"),
+                        help="split to score (default val; test exists for SEWA)")
     parser.add_argument("--out", default=None, help="output folder (default: <checkpoint dir>/eval-<split>)")
     parser.add_argument("--convention", default="population", choices=CONVENTIONS,
                         help="CCC/PCC convention (default population, as ABAW)")

@@ -6,6 +6,7 @@ A sample is a dict of tensors::
     face_degraded  (3, H, W) float32 in [-1, 1], the crop after the paper's artefacts (when a degrader is set)
     audio          (D_a,) float32, standardised eGeMAPS window features of the frame
     va             (2,) float32 in [-1, 1], (valence, arousal)
+    liking         () float32 in [-1, 1], only for datasets that label it (SEWA)
     video          str, frame  int (1-based frame number)
 
 Only frames with a valid label and an image file are indexed, so invalid labels never reach a loss.
@@ -109,6 +110,8 @@ class AffectFrameDataset(Dataset):
             "video": record.name,
             "frame": frame,
         }
+        if record.liking is not None:
+            sample["liking"] = torch.tensor(record.liking[frame - 1], dtype=torch.float32)
         if self.degrader is not None:
             if seed is None:
                 raise ValueError("a degrading dataset needs a per-sample seed: index it with (index, seed)")

@@ -23,10 +23,11 @@ from data.dataset import AffectFrameDataset
 from data.degrade import DegradeConfig, Degrader
 from data.demo import DemoSpec, default_demo_root, ensure_demo_dataset
 from data.errors import DataError
+from data.sewa import SewaConfig, index_sewa, split_recordings
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("demo", "affwild2")
+DATASETS = ("demo", "affwild2", "sewa")
 VAL_SEED_BASE = 1_000_000_007  # validation degradations use seeds disjoint from training's
 
 
@@ -34,12 +35,14 @@ VAL_SEED_BASE = 1_000_000_007  # validation degradations use seeds disjoint from
 class DataConfig:
     """Which data, where, and how it is turned into samples."""
 
-    dataset: str = "demo"          # demo | affwild2
+    dataset: str = "demo"          # demo | affwild2 | sewa
     root: str = ""                 # dataset root; "" = the demo cache folder (demo only)
+    fold: int = 0                  # sewa, protocol folds: the test fold (validation is the next one)
     default_fps: float = 30.0      # frame rate of videos whose name does not encode one
     num_workers: int = 1           # DataLoader worker processes for training batches
     eval_batch_size: int = 128
     demo: DemoSpec = field(default_factory=DemoSpec)   # size of the generated demo data (dataset=demo)
+    sewa: SewaConfig = field(default_factory=SewaConfig)  # label mapping, delays, protocol (dataset=sewa)
     degrade: DegradeConfig = field(default_factory=DegradeConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
 
@@ -52,6 +55,12 @@ class DataConfig:
             raise ValueError("data.num_workers must be >= 0 and data.eval_batch_size >= 1")
         if not 0.0 <= self.degrade.clean_share <= 1.0:
             raise ValueError(f"data.degrade.clean_share must be in [0, 1], got {self.degrade.clean_share}")
+        try:
+            self.sewa.validate()
+        except ValueError as exc:
+            raise ValueError(str(exc).replace("sewa.", "data.sewa.", 1)) from None
+        if not 0 <= self.fold < self.sewa.num_folds:
+            raise ValueError(f"data.fold must be in [0, {self.sewa.num_folds - 1}], got {self.fold}")
 
 
 def resolve_root(cfg: DataConfig) -> Path:
@@ -68,6 +77,18 @@ def resolve_root(cfg: DataConfig) -> Path:
     if not root.is_dir():
         raise DataError(f"{root}: data root does not exist (set data.root to your {cfg.dataset} folder)")
     return root
+
+
+def index_records(cfg: DataConfig, split: str) -> list[VideoRecord]:
+    """The usable videos of ``split`` ("train", "val", and for SEWA "test") of the configured dataset."""
+    root = resolve_root(cfg)
+    if cfg.dataset == "sewa":
+        recordings = split_recordings(root, cfg.sewa, split, cfg.fold)
+        return index_sewa(root, recordings, split, cfg.sewa)[0]
+    if split not in ("train", "val"):
+        raise DataError(f"{root}: {cfg.dataset} has splits train and val (its test labels are not public), "
+                        f"not {split!r}")
+    return index_split(root, split, cfg.default_fps)[0]
 
 
 def compute_audio(records: list[VideoRecord], cfg: AudioConfig) -> dict[str, np.ndarray]:
@@ -88,8 +109,7 @@ def load_split(cfg: DataConfig, split: str, standardiser: AudioStandardiser | No
     Without a ``standardiser`` one is fitted on this split's usable frames: call it so for the training
     split only, and pass the result (or the one stored in a checkpoint) for every other split.
     """
-    root = resolve_root(cfg)
-    records, _ = index_split(root, split, cfg.default_fps)
+    records = index_records(cfg, split)
     raw = compute_audio(records, cfg.audio)
     if standardiser is None:
         usable = np.concatenate([raw[r.name][r.frames - 1] for r in records])

@@ -20,6 +20,7 @@ import numpy as np
 from data.affwild2 import EDITIONS, SPLITS, IndexReport, VideoRecord, find_annotation_dir, index_split
 from data.demo import default_demo_root, ensure_demo_dataset
 from data.errors import DataError
+from data.sewa import SewaConfig, index_sewa, labelled_recordings, parse_stem
 
 COUNT_KEYS = ("videos", "valid_labels", "invalid_labels", "labelled_without_image", "images_without_label",
               "audio_missing", "usable_frames")
@@ -56,6 +57,22 @@ def summarise_affwild2(root: Path, bins: int = 10, default_fps: float = 30.0) ->
     return {"splits": splits, "unannotated_crop_folders": orphans}
 
 
+def summarise_sewa(root: Path, bins: int = 10) -> dict:
+    """SEWA per AVEC partition and culture (``Train_DE``, ``Devel_HU``, ...): the groups every protocol is built from."""
+    groups: dict[str, list[str]] = {}
+    for stem in labelled_recordings(root):
+        partition, culture, _ = parse_stem(stem)
+        groups.setdefault(f"{partition}_{culture}", []).append(stem)
+    splits = {}
+    for group, stems in sorted(groups.items()):
+        records, report = index_sewa(root, stems, group, SewaConfig(), require_frames=False)
+        splits[group] = split_summary(records, report, bins)
+    crops = root / "cropped_aligned"
+    labelled = {s for stems in groups.values() for s in stems}
+    orphans = sorted(p.name for p in crops.iterdir() if p.is_dir() and p.name not in labelled) if crops.is_dir() else []
+    return {"splits": splits, "unannotated_crop_folders": orphans}
+
+
 def summarise(root: Path | None, dataset: str, bins: int = 10) -> dict:
     if dataset == "demo":
         root = ensure_demo_dataset(root or default_demo_root())
@@ -65,8 +82,8 @@ def summarise(root: Path | None, dataset: str, bins: int = 10) -> dict:
             raise DataError(f"{root}: data root does not exist")
         body = summarise_affwild2(Path(root), bins)
     elif dataset == "sewa":
-        from data.sewa import summarise_sewa  # SEWA's own partition logic lives with its reader
-
+        if root is None or not Path(root).is_dir():
+            raise DataError(f"{root}: data root does not exist")
         body = summarise_sewa(Path(root), bins)
     else:
         raise DataError(f"unknown dataset {dataset!r}; use affwild2, sewa or demo")

@@ -41,3 +41,20 @@ def test_missing_root_is_one_line_error(tmp_path, capsys):
     assert summary.main([str(tmp_path / "nope"), "--dataset", "affwild2"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "does not exist" in err and "Traceback" not in err
+
+
+def test_sewa_summary_groups_by_partition_and_culture(tmp_path):
+    from tests.test_sewa import write_recording
+
+    write_recording(tmp_path, "Train_DE_01", n_frames=20, fps=10, label_seconds=1.5, missing=(3,), audio=True)
+    write_recording(tmp_path, "Train_DE_02", n_frames=10, fps=10, label_seconds=0.9)
+    write_recording(tmp_path, "Devel_HU_01", n_frames=10, fps=10, label_seconds=0.9, crops=False)
+    out = tmp_path / "s.json"
+    assert summary.main([str(tmp_path), "--dataset", "sewa", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert set(data["splits"]) == {"Train_DE", "Devel_HU"}
+    de, hu = data["splits"]["Train_DE"], data["splits"]["Devel_HU"]
+    # Train_DE_01: frames at 0.0..1.9 s, labels to 1.5 s -> 16 valid, 4 past the labels; frame 3 has no crop
+    assert (de["videos"], de["valid_labels"], de["invalid_labels"], de["labelled_without_image"]) == (2, 26, 4, 1)
+    assert (de["usable_frames"], de["audio_missing"]) == (25, 1)
+    assert (hu["videos"], hu["usable_frames"], hu["labelled_without_image"]) == (0, 0, 10)
