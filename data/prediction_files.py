@@ -1,0 +1,107 @@
+"""Read label and prediction files of the official protocols into aligned (gold, prediction) arrays.
+
+* AVEC 2019 CES: a labels folder and a predictions folder of ``<Partition>_<Culture>_<NN>.csv`` files
+  (``name;timestamp;arousal;valence;liking``). Every label file needs a prediction file of the same name;
+  all missing ones are listed in one error. Prediction tracks are cropped or padded to the labels
+  (official behaviour) with a warning naming the file.
+* ABAW VA: an annotation folder of ``<video>.txt`` files and either a folder of per-video prediction files
+  in the same format (2020) or one ``image_location,valence,arousal`` file (later editions). A prediction
+  must cover every frame of its video (the challenge rejects anything else): a length mismatch is an
+  error naming the file.
+
+Returned arrays have one column per dimension in the order the protocols score them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from data.abaw_submission import read_single_file
+from data.affwild2 import read_va_annotation
+from data.errors import DataError
+from data.sewa import parse_stem, read_avec_labels
+
+log = logging.getLogger(__name__)
+
+AVEC_COLUMNS = ("arousal", "valence", "liking")
+
+
+@dataclass
+class Pair:
+    """Gold and prediction of one recording: (n, D) gold, (m, D) prediction (m may differ for AVEC)."""
+
+    name: str
+    group: str
+    gold: np.ndarray
+    pred: np.ndarray
+
+
+def _avec_matrix(labels) -> np.ndarray:
+    cols = [getattr(labels, c) for c in AVEC_COLUMNS]
+    n = len(labels.times)
+    return np.stack([c if c is not None else np.full(n, np.nan) for c in cols], axis=1)
+
+
+def load_avec_pairs(labels_dir: Path, predictions_dir: Path) -> list[Pair]:
+    """Every labelled recording with its prediction, grouped by culture (``DE``, ``HU``, ``CN``)."""
+    labels_dir, predictions_dir = Path(labels_dir), Path(predictions_dir)
+    for folder, what in ((labels_dir, "labels"), (predictions_dir, "predictions")):
+        if not folder.is_dir():
+            raise DataError(f"{folder}: {what} folder does not exist")
+    label_files = sorted(labels_dir.glob("*.csv"))
+    if not label_files:
+        raise DataError(f"{labels_dir}: no label files (*.csv)")
+    missing = [f.stem for f in label_files if not (predictions_dir / f.name).is_file()]
+    if missing:
+        raise DataError(f"{predictions_dir}: missing predictions for {len(missing)} recording(s): {', '.join(missing)}")
+    pairs = []
+    for f in label_files:
+        parsed = parse_stem(f.stem)
+        if parsed is None:
+            raise DataError(f"{f}: not an AVEC recording name (<Partition>_<Culture>_<NN>.csv)")
+        gold = _avec_matrix(read_avec_labels(f))
+        pred_labels = read_avec_labels(predictions_dir / f.name)
+        pred = _avec_matrix(pred_labels)
+        for c, name in enumerate(AVEC_COLUMNS):
+            if np.isfinite(gold[:, c]).any() and not np.isfinite(pred[:, c]).any():
+                raise DataError(f"{predictions_dir / f.name}: no {name} column, but the labels have one")
+        pairs.append(Pair(f.stem, parsed[1], gold, pred))
+    return pairs
+
+
+def load_abaw_pairs(annotation_dir: Path, predictions: Path) -> list[Pair]:
+    """Every annotated video with its prediction (per-video folder or single file)."""
+    annotation_dir, predictions = Path(annotation_dir), Path(predictions)
+    if not annotation_dir.is_dir():
+        raise DataError(f"{annotation_dir}: annotation folder does not exist")
+    ann_files = sorted(annotation_dir.glob("*.txt"))
+    if not ann_files:
+        raise DataError(f"{annotation_dir}: no annotation files (*.txt)")
+    if predictions.is_dir():
+        missing = [f.stem for f in ann_files if not (predictions / f.name).is_file()]
+        if missing:
+            raise DataError(f"{predictions}: missing predictions for {len(missing)} video(s): {', '.join(missing)}")
+        preds = {f.stem: (read_va_annotation(predictions / f.name), predictions / f.name) for f in ann_files}
+    elif predictions.is_file():
+        table = read_single_file(predictions)
+        missing = [f.stem for f in ann_files if f.stem not in table]
+        if missing:
+            raise DataError(f"{predictions}: missing predictions for {len(missing)} video(s): {', '.join(missing)}")
+        preds = {f.stem: (table[f.stem], predictions) for f in ann_files}
+    else:
+        raise DataError(f"{predictions}: prediction folder or file does not exist")
+    pairs = []
+    for f in ann_files:
+        gold = read_va_annotation(f).astype(np.float64)
+        pred, source = preds[f.stem]
+        if len(pred) != len(gold):
+            raise DataError(f"{source}: {len(pred)} predictions for {f.stem}, but its annotation has "
+                            f"{len(gold)} frames")
+        if not np.isfinite(pred).all():
+            raise DataError(f"{source}: non-finite prediction for {f.stem}")
+        pairs.append(Pair(f.stem, "", gold, np.asarray(pred, dtype=np.float64)))
+    return pairs

@@ -1,0 +1,92 @@
+"""Official scoring protocols on arrays: AVEC 2018/2019 CES and ABAW valence/arousal.
+
+* ``avec2019`` — per dimension (arousal, valence, liking), the recordings of a partition concatenated;
+  a prediction longer than its labels is cropped, a shorter one padded by repeating its last value
+  (the official ``calc_scores`` behaviour); CCC and PCC in the ``avec`` convention, and RMSE. Reported
+  per culture and for all cultures together (key joined with ``+`` in sorted order, e.g. ``DE+HU``).
+* ``abaw`` — frames whose label is -5 (any value outside [-1, 1]) are excluded; population CCC over all
+  frames concatenated; the challenge's ranking number ``mean_ccc`` is the mean of the V and A CCCs.
+
+File reading lives in ``data/prediction_files.py``; this module only aligns and scores arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from gan.metrics import score_dimension
+
+AVEC_DIMENSIONS = ("arousal", "valence", "liking")
+ABAW_DIMENSIONS = ("valence", "arousal")
+
+
+def crop_or_pad(pred: np.ndarray, n: int) -> tuple[np.ndarray, str]:
+    """Align a prediction track to ``n`` label rows: crop, or pad with its last value.
+
+    Returns the aligned array and what was done ("", "cropped" or "padded").
+    """
+    pred = np.asarray(pred, dtype=np.float64)
+    if len(pred) == 0:
+        raise ValueError("empty prediction track")
+    if len(pred) == n:
+        return pred, ""
+    if len(pred) > n:
+        return pred[:n], "cropped"
+    pad = np.repeat(pred[-1:], n - len(pred), axis=0)
+    return np.concatenate([pred, pad]), "padded"
+
+
+@dataclass
+class Recording:
+    """Gold and predicted tracks of one recording, (n, D) each after alignment, columns = dimensions."""
+
+    name: str
+    group: str           # culture for AVEC ("DE"), "" for ABAW
+    gold: np.ndarray
+    pred: np.ndarray
+
+
+def score_concatenated(recordings: Sequence[Recording], dimensions: Sequence[str], convention: str,
+                       ) -> dict[str, dict[str, float]]:
+    """CCC/PCC/RMSE per dimension over all rows of ``recordings`` concatenated.
+
+    A dimension whose gold values are NaN in a recording (e.g. liking missing from a label file) is scored
+    over the recordings that have it; a dimension no recording has is left out.
+    """
+    gold = np.concatenate([r.gold for r in recordings])
+    pred = np.concatenate([r.pred for r in recordings])
+    out = {}
+    for d, name in enumerate(dimensions):
+        keep = np.isfinite(gold[:, d])
+        if keep.any():
+            out[name] = score_dimension(pred[keep, d], gold[keep, d], convention)
+    return out
+
+
+def score_avec(recordings: Iterable[Recording]) -> dict[str, dict[str, dict[str, float]]]:
+    """``{"DE+HU": {"arousal": {...}, ...}, "DE": {...}, "HU": {...}}`` in the ``avec`` convention."""
+    recordings = list(recordings)
+    groups = sorted({r.group for r in recordings})
+    out = {"+".join(groups): score_concatenated(recordings, AVEC_DIMENSIONS, "avec")}
+    if len(groups) > 1:
+        for group in groups:
+            out[group] = score_concatenated([r for r in recordings if r.group == group], AVEC_DIMENSIONS, "avec")
+    return out
+
+
+def score_abaw(recordings: Iterable[Recording]) -> dict:
+    """``{"valence": {...}, "arousal": {...}, "mean_ccc": ..}``: -5 frames excluded, population convention."""
+    recordings = list(recordings)
+    gold = np.concatenate([r.gold for r in recordings])
+    pred = np.concatenate([r.pred for r in recordings])
+    valid = np.all((gold >= -1.0) & (gold <= 1.0), axis=1)
+    if not valid.any():
+        raise ValueError("no frame with a valid label to score")
+    out = {name: score_dimension(pred[valid, d], gold[valid, d], "population") for d, name in enumerate(ABAW_DIMENSIONS)}
+    out["mean_ccc"] = float(np.mean([out[d]["ccc"] for d in ABAW_DIMENSIONS]))
+    out["frames"] = int(valid.sum())
+    out["excluded_frames"] = int((~valid).sum())
+    return out
