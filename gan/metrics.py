@@ -41,19 +41,30 @@ def _pair(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> t
 
 
 def _moments(x: np.ndarray, y: np.ndarray, convention: str) -> tuple[float, float, float, float, float]:
-    """Means, variances and covariance of (x, y) under ``convention``."""
+    """Means, variances and covariance of (x, y) under ``convention`` (one pass of dot products)."""
     if convention not in CONVENTIONS:
         raise ValueError(f"unknown CCC convention {convention!r}; use one of {CONVENTIONS}")
+    n = x.size
     mx, my = x.mean(), y.mean()
     dx, dy = x - mx, y - my
-    cov = float(np.mean(dx * dy))
+    sxx, syy, sxy = float(dx @ dx), float(dy @ dy), float(dx @ dy)
     if convention == "population":
-        vx, vy = float(np.mean(dx * dx)), float(np.mean(dy * dy))
+        var_denominator = n
     else:
-        if x.size < 2:
+        if n < 2:
             raise ValueError("the 'avec' convention needs at least 2 samples (variances use N-1)")
-        vx, vy = float(np.var(x, ddof=1)), float(np.var(y, ddof=1))
-    return float(mx), float(my), vx, vy, cov
+        var_denominator = n - 1
+    return float(mx), float(my), sxx / var_denominator, syy / var_denominator, sxy / n
+
+
+def _pcc_from(vx: float, vy: float, cov: float) -> float:
+    denom = np.sqrt(vx * vy)
+    return float(cov / denom) if denom > 0 else 0.0
+
+
+def _ccc_from(mx: float, my: float, vx: float, vy: float, cov: float) -> float:
+    denom = vx + vy + (mx - my) ** 2
+    return float(2.0 * cov / denom) if denom > 0 else 1.0  # both constant and equal: perfect agreement
 
 
 def rmse(pred: Sequence[float] | np.ndarray, gold: Sequence[float] | np.ndarray) -> float:
@@ -66,23 +77,22 @@ def pcc(pred: Sequence[float] | np.ndarray, gold: Sequence[float] | np.ndarray, 
     """Pearson correlation; 0.0 when either sequence is constant."""
     x, y = _pair(pred, gold)
     _, _, vx, vy, cov = _moments(x, y, convention)
-    denom = np.sqrt(vx * vy)
-    return float(cov / denom) if denom > 0 else 0.0
+    return _pcc_from(vx, vy, cov)
 
 
 def ccc(pred: Sequence[float] | np.ndarray, gold: Sequence[float] | np.ndarray, convention: str = "population") -> float:
     """Lin's concordance correlation coefficient 2·cov / (var_x + var_y + (mu_x - mu_y)^2)."""
     x, y = _pair(pred, gold)
-    mx, my, vx, vy, cov = _moments(x, y, convention)
-    denom = vx + vy + (mx - my) ** 2
-    if denom > 0:
-        return float(2.0 * cov / denom)
-    return 1.0  # both constant and equal: perfect agreement
+    return _ccc_from(*_moments(x, y, convention))
 
 
 def score_dimension(pred, gold, convention: str = "population") -> dict[str, float]:
-    """``{"ccc", "pcc", "rmse"}`` for one affect dimension."""
-    return {"ccc": ccc(pred, gold, convention), "pcc": pcc(pred, gold, convention), "rmse": rmse(pred, gold)}
+    """``{"ccc", "pcc", "rmse"}`` for one affect dimension (moments computed once)."""
+    x, y = _pair(pred, gold)
+    mx, my, vx, vy, cov = _moments(x, y, convention)
+    diff = x - y
+    return {"ccc": _ccc_from(mx, my, vx, vy, cov), "pcc": _pcc_from(vx, vy, cov),
+            "rmse": float(np.sqrt(diff @ diff / diff.size))}
 
 
 def score_va(pred: np.ndarray, gold: np.ndarray, convention: str = "population",

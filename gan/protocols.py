@@ -49,6 +49,31 @@ class Recording:
     pred: np.ndarray
 
 
+def _stack(recordings: Sequence[Recording]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gold and prediction as contiguous (D, N) arrays (one row per dimension) and each column's group,
+    as the index of the group name in the sorted group names (integer masks are much cheaper than strings)."""
+    gold = np.ascontiguousarray(np.concatenate([r.gold for r in recordings], dtype=np.float64).T)
+    pred = np.ascontiguousarray(np.concatenate([r.pred for r in recordings], dtype=np.float64).T)
+    names = sorted({r.group for r in recordings})
+    codes = np.repeat([names.index(r.group) for r in recordings], [len(r.gold) for r in recordings])
+    return gold, pred, codes
+
+
+def _score_rows(gold: np.ndarray, pred: np.ndarray, dimensions: Sequence[str], convention: str
+                ) -> dict[str, dict[str, float]]:
+    """Score (D, N) arrays per dimension; rows whose gold is NaN (a dimension a file lacks) are skipped."""
+    out = {}
+    for d, name in enumerate(dimensions):
+        g, p = gold[d], pred[d]
+        keep = np.isfinite(g)
+        if not keep.all():
+            if not keep.any():
+                continue
+            g, p = g[keep], p[keep]
+        out[name] = score_dimension(p, g, convention)
+    return out
+
+
 def score_concatenated(recordings: Sequence[Recording], dimensions: Sequence[str], convention: str,
                        ) -> dict[str, dict[str, float]]:
     """CCC/PCC/RMSE per dimension over all rows of ``recordings`` concatenated.
@@ -56,24 +81,20 @@ def score_concatenated(recordings: Sequence[Recording], dimensions: Sequence[str
     A dimension whose gold values are NaN in a recording (e.g. liking missing from a label file) is scored
     over the recordings that have it; a dimension no recording has is left out.
     """
-    gold = np.concatenate([r.gold for r in recordings])
-    pred = np.concatenate([r.pred for r in recordings])
-    out = {}
-    for d, name in enumerate(dimensions):
-        keep = np.isfinite(gold[:, d])
-        if keep.any():
-            out[name] = score_dimension(pred[keep, d], gold[keep, d], convention)
-    return out
+    gold, pred, _ = _stack(recordings)
+    return _score_rows(gold, pred, dimensions, convention)
 
 
 def score_avec(recordings: Iterable[Recording]) -> dict[str, dict[str, dict[str, float]]]:
     """``{"DE+HU": {"arousal": {...}, ...}, "DE": {...}, "HU": {...}}`` in the ``avec`` convention."""
     recordings = list(recordings)
+    gold, pred, codes = _stack(recordings)
     groups = sorted({r.group for r in recordings})
-    out = {"+".join(groups): score_concatenated(recordings, AVEC_DIMENSIONS, "avec")}
+    out = {"+".join(groups): _score_rows(gold, pred, AVEC_DIMENSIONS, "avec")}
     if len(groups) > 1:
-        for group in groups:
-            out[group] = score_concatenated([r for r in recordings if r.group == group], AVEC_DIMENSIONS, "avec")
+        for code, group in enumerate(groups):
+            rows = codes == code
+            out[group] = _score_rows(gold[:, rows], pred[:, rows], AVEC_DIMENSIONS, "avec")
     return out
 
 
