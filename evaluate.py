@@ -4,16 +4,23 @@
     python evaluate.py --protocol avec2019 --labels DIR --predictions DIR [--json PATH]
     python evaluate.py --protocol abaw --labels ANNOTATION_DIR --predictions DIR_OR_FILE [--json PATH]
 
-**Checkpoint mode**:
-Rebuilds the model and the data pipeline from the checkpoint (its config, audio statistics), runs the
-test-time path (AEG cleans the face, CD scores it with z and audio) on every usable frame of the split,
-and writes:
+    python evaluate.py --checkpoint RUN/fold*/best.pt --dataset sewa [--postprocess]
 
-* ``DIR/predictions.csv`` — ``video,frame,valence,arousal,valence_gold,arousal_gold`` per frame;
-* ``DIR/metrics.json`` — ``{"valence": {"ccc", "pcc", "rmse"}, "arousal": {...}}``: population CCC over all
-  frames of the split concatenated (the official way), plus ``per_video_mean`` as an extra view;
+**Checkpoint mode** rebuilds the model and the data pipeline from each checkpoint (its config, audio
+statistics), runs the test-time path (AEG cleans the face, CD scores it with z and audio) on every usable
+frame of the split (default: SEWA's test fold, else the validation split), turns the frame predictions into
+the official rows of the dataset's protocol (``avec2019`` for SEWA, ``abaw`` otherwise; ``--protocol``
+overrides) and writes, per checkpoint:
 
-and prints a table. ``DIR`` defaults to ``<checkpoint folder>/eval-<split>``.
+* ``official/`` — the predictions in the official format (AVEC CSVs or ABAW per-video txt files);
+* ``metrics.json`` — ``{"valence": {"ccc", "pcc", "rmse"}, "arousal": {...}, ...}``: the official scorer run on
+  ``official/`` (all rows of the split concatenated), plus ``per_recording_mean`` and ``frame_level`` views;
+* ``predictions.csv`` — ``video,frame,valence,arousal,valence_gold,arousal_gold`` per usable frame;
+* ``plots/`` — per-recording traces (prediction vs gold) and a prediction-vs-gold density plot;
+
+and prints a table. With several checkpoints (one per fold) it also writes ``folds.md``, ``folds.csv`` and
+``folds.json`` (a row per fold, then mean and std over folds). ``--postprocess`` fits the post-processing
+chain (median filter, centring, scaling, time shift) on the validation split and reports before/after.
 
 **Protocol mode** scores existing prediction files exactly as the challenges do (``gan/protocols.py``):
 ``avec2019`` (recordings concatenated per culture and for all together, crop/pad, ``avec`` CCC/PCC, RMSE for
@@ -26,36 +33,48 @@ import argparse
 import csv
 import json
 import logging
+import os
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from data.affwild2 import EDITIONS, find_annotation_dir
 from data.audio import AudioStandardiser
-from data.loaders import build_dataset, eval_loader, load_split
+from data.loaders import build_dataset, eval_loader, index_records, load_split, resolve_root
+from data.official_outputs import Track, abaw_tracks, sewa_tracks, write_abaw_tracks, write_avec_tracks
 from data.prediction_files import load_abaw_pairs, load_avec_pairs
-from gan.checkpoint import load_checkpoint, model_from_checkpoint
+from gan.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from gan.evaluation import Predictions, predict_batches
-from gan.metrics import CONVENTIONS, DIMENSIONS, score_va
+from gan.postprocess import PostProcessConfig, fit_chain
 from gan.protocols import Recording, crop_or_pad, score_abaw, score_avec
+from plots import markdown_table, plot_scatter, plot_traces
 from runconfig import USER_ERRORS, ConfigError, build_config, user_message
 
 log = logging.getLogger("evaluate")
+PROTOCOLS = ("avec2019", "abaw")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", help="checkpoint file (best.pt or last.pt of a run)")
-    parser.add_argument("--protocol", choices=("avec2019", "abaw"), help="score prediction files with this protocol")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", nargs="+", help="checkpoint file(s); several = one per fold")
+    parser.add_argument("--protocol", choices=PROTOCOLS,
+                        help="official protocol (protocol mode: required; checkpoint mode: default from the dataset)")
     parser.add_argument("--labels", help="protocol mode: folder of label / annotation files")
     parser.add_argument("--predictions", help="protocol mode: folder of prediction files (or ABAW single file)")
-    parser.add_argument("--json", help="protocol mode: also write the scores as JSON here")
-    parser.add_argument("--split", default="val", choices=("train", "val", "test"),
-                        help="split to score (default val; test exists for SEWA)")
-    parser.add_argument("--out", default=None, help="output folder (default: <checkpoint dir>/eval-<split>)")
-    parser.add_argument("--convention", default="population", choices=CONVENTIONS,
-                        help="CCC/PCC convention (default population, as ABAW)")
+    parser.add_argument("--json", help="also write the scores as JSON here")
+    parser.add_argument("--dataset", choices=("demo", "affwild2", "sewa"),
+                        help="checkpoint mode: dataset to evaluate on (default: the checkpoint's)")
+    parser.add_argument("--split", default=None, choices=("train", "val", "test"),
+                        help="checkpoint mode: split to score (default test for SEWA, val otherwise)")
+    parser.add_argument("--out", default=None,
+                        help="output folder (default: <checkpoint dir>/eval-<split>, or beside the runs for several)")
+    parser.add_argument("--postprocess", action="store_true",
+                        help="fit the post-processing chain on the validation split and apply it (before/after)")
+    parser.add_argument("--max-trace-plots", type=int, default=12, help="trace plots per checkpoint (0 = none)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="data overrides, e.g. data.root=/data/Aff-Wild2 data.num_workers=4")
@@ -67,15 +86,147 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def per_video_mean(preds: Predictions, convention: str) -> dict[str, dict[str, float]]:
-    """Mean over videos of each video's scores: an extra view, never the headline."""
+# ------------------------------------------------------------------ checkpoint mode
+
+
+@dataclass
+class Evaluated:
+    """One checkpoint scored on one split, in the official way and as extra views."""
+
+    label: str
+    official: dict            # protocol scores of the written files (the headline)
+    headline: dict            # {"valence": {...}, "arousal": {...}} taken from ``official``
+    per_recording_mean: dict
+    frame_level: dict         # usable frames only, population convention (what training validates on)
+    postprocess: dict | None = None
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _frame_predictions(model, cfg, split: str, standardiser, device) -> tuple[list, Predictions]:
+    data_split, _ = load_split(cfg.data, split, standardiser)
+    dataset = build_dataset(data_split, cfg.model.image_size, degrade=None)
+    loader = eval_loader(dataset, cfg.data.eval_batch_size, cfg.data.num_workers)
+    return data_split.records, predict_batches(model, loader, device, cfg.train.amp)
+
+
+def _by_video(preds: Predictions) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     videos = np.asarray(preds.videos)
-    per = [score_va(preds.pred[videos == v], preds.gold[videos == v], convention)
-           for v in dict.fromkeys(preds.videos) if (videos == v).sum() >= 2]
-    return {d: {m: float(np.mean([s[d][m] for s in per])) for m in ("ccc", "pcc", "rmse")} for d in DIMENSIONS}
+    frames = np.asarray(preds.frames)
+    return {v: (frames[videos == v], preds.pred[videos == v]) for v in dict.fromkeys(preds.videos)}
 
 
-def write_predictions(path: Path, preds: Predictions) -> None:
+def _tracks(protocol: str, cfg, records, preds: Predictions) -> list[Track]:
+    if protocol == "avec2019":
+        if cfg.data.dataset != "sewa":
+            raise ConfigError("--protocol avec2019 needs SEWA data (data.dataset=sewa)")
+        return sewa_tracks(records, _by_video(preds), cfg.data.sewa)
+    return abaw_tracks(records, _by_video(preds))
+
+
+def _score_tracks(protocol: str, tracks: list[Track]) -> dict:
+    recordings = [Recording(t.name, t.group, t.gold, t.pred) for t in tracks]
+    return score_avec(recordings, tracks[0].dims) if protocol == "avec2019" else score_abaw(recordings)
+
+
+def _headline(protocol: str, scores: dict) -> dict:
+    body = scores[next(iter(scores))] if protocol == "avec2019" else scores
+    return {d: body[d] for d in ("valence", "arousal") if d in body}
+
+
+def _per_recording_mean(protocol: str, tracks: list[Track]) -> dict:
+    per = [_headline(protocol, _score_tracks(protocol, [t])) for t in tracks if len(t.gold) >= 2]
+    return {d: {m: float(np.mean([p[d][m] for p in per])) for m in ("ccc", "pcc", "rmse")} for d in per[0]}
+
+
+def _label_dir(cfg, split: str) -> Path:
+    root = resolve_root(cfg.data)
+    if cfg.data.dataset == "sewa":
+        return root / "labels"
+    edition, ann_dir = find_annotation_dir(root)
+    return ann_dir / EDITIONS[edition][1][split]
+
+
+def _postprocess(model, cfg, split: str, standardiser, device, protocol: str, tracks: list[Track]) -> dict:
+    """Fit the chain on the validation split (never on ``split``'s labels) and apply it to ``tracks``."""
+    if split == "val":
+        log.warning("post-processing is fitted on the validation split and applied to it too: an optimistic "
+                    "number, reported only for comparison")
+    val_records, val_preds = _frame_predictions(model, cfg, "val", standardiser, device)
+    val_tracks = _tracks(protocol, cfg, val_records, val_preds)
+    dims = tracks[0].dims
+    train = np.concatenate([r.labels[r.frames - 1] for r in index_records(cfg.data, "train")])
+    columns = [1 if d == "arousal" else 0 for d in dims]  # training labels are [valence, arousal]
+    chain = fit_chain([t.pred for t in val_tracks], [t.gold for t in val_tracks], dims,
+                      train[:, columns].mean(axis=0), train[:, columns].std(axis=0), PostProcessConfig())
+    before = _headline(protocol, _score_tracks(protocol, tracks))
+    for track, processed in zip(tracks, chain.apply([t.pred for t in tracks], dims), strict=True):
+        track.pred = processed
+    return {"chain": chain.to_dict(), "before": before}
+
+
+def evaluate_checkpoint(path: str, args: argparse.Namespace, out: Path | None, label: str) -> Evaluated:
+    ckpt = load_checkpoint(path)
+    overrides = [o for o in args.overrides if o.split("=", 1)[0].startswith("data.")]
+    if len(overrides) != len(args.overrides):
+        raise ConfigError("evaluate.py takes only data.* overrides (the model comes from the checkpoint)")
+    if args.dataset:
+        overrides.append(f"data.dataset={args.dataset}")
+    cfg = build_config(ckpt["config"], overrides)
+    split = args.split or ("test" if cfg.data.dataset == "sewa" else "val")
+    protocol = args.protocol or ("avec2019" if cfg.data.dataset == "sewa" else "abaw")
+    device = _device(args.device)
+    model = model_from_checkpoint(ckpt).to(device)
+    standardiser = AudioStandardiser.from_state_dict(ckpt["audio_stats"])
+    records, preds = _frame_predictions(model, cfg, split, standardiser, device)
+    tracks = _tracks(protocol, cfg, records, preds)
+    post = _postprocess(model, cfg, split, standardiser, device, protocol, tracks) if args.postprocess else None
+
+    out = out or Path(path).parent / f"eval-{split}"
+    out.mkdir(parents=True, exist_ok=True)
+    write_frame_predictions(out / "predictions.csv", preds)
+    official_dir = out / "official"
+    if protocol == "avec2019":
+        write_avec_tracks(official_dir, tracks)
+    else:
+        write_abaw_tracks(official_dir, tracks)
+    # the headline is the official scorer run on the files just written: what anyone re-scoring them gets
+    official = score_files(protocol, _label_dir(cfg, split), official_dir, only={t.name for t in tracks})
+    headline = _headline(protocol, official)
+    if post is not None:
+        post["after"] = headline
+    result = Evaluated(label, official, headline, _per_recording_mean(protocol, tracks), preds.scores("population"),
+                       post)
+    metrics = {**headline, "protocol": protocol, "official": official,
+               "per_recording_mean": result.per_recording_mean, "frame_level": result.frame_level,
+               "postprocess": post, "frames": int(len(preds.gold)), "videos": len(tracks), "split": split,
+               "checkpoint": str(path), "step": int(ckpt["step"]), "variant": cfg.model.variant,
+               "dataset": cfg.data.dataset, "fold": cfg.data.fold if cfg.data.dataset == "sewa" else None}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    _plots(out, tracks, args.max_trace_plots)
+    print(f"{label}: {cfg.model.variant} @ step {ckpt['step']} on {cfg.data.dataset}/{split}, {len(tracks)} "
+          f"recordings, protocol {protocol}")
+    print(format_table(headline))
+    if post is not None:
+        print("before post-processing:\n" + format_table(post["before"]))
+    return result
+
+
+def _plots(out: Path, tracks: list[Track], max_traces: int) -> None:
+    for track in tracks[:max_traces]:
+        plot_traces(out / "plots" / f"trace_{track.name}.png", track.times, track.pred, track.gold, track.dims,
+                    track.name)
+    pred = np.concatenate([t.pred for t in tracks])
+    gold = np.concatenate([t.gold for t in tracks])
+    gold = np.where((gold >= -1) & (gold <= 1), gold, np.nan)  # -5 rows are not labels
+    plot_scatter(out / "plots" / "scatter.png", pred, gold, tracks[0].dims, "prediction vs gold")
+
+
+def write_frame_predictions(path: Path, preds: Predictions) -> None:
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["video", "frame", "valence", "arousal", "valence_gold", "arousal_gold"])
@@ -85,56 +236,83 @@ def write_predictions(path: Path, preds: Predictions) -> None:
 
 def format_table(metrics: dict) -> str:
     lines = [f"{'':10s}{'CCC':>8s}{'PCC':>8s}{'RMSE':>8s}"]
-    for dim in DIMENSIONS:
-        m = metrics[dim]
+    for dim, m in metrics.items():
         lines.append(f"{dim:10s}{m['ccc']:8.3f}{m['pcc']:8.3f}{m['rmse']:8.3f}")
     return "\n".join(lines)
 
 
-def evaluate(args: argparse.Namespace) -> dict:
-    ckpt = load_checkpoint(args.checkpoint)
-    data_overrides = [o for o in args.overrides if o.split("=", 1)[0].startswith("data.")]
-    if len(data_overrides) != len(args.overrides):
-        raise ConfigError("evaluate.py takes only data.* overrides (the model comes from the checkpoint)")
-    cfg = build_config(ckpt["config"], data_overrides)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if args.device == "auto" else args.device)
-    model = model_from_checkpoint(ckpt).to(device)
-    standardiser = AudioStandardiser.from_state_dict(ckpt["audio_stats"])
-    split, _ = load_split(cfg.data, args.split, standardiser)
-    dataset = build_dataset(split, cfg.model.image_size, degrade=None)
-    preds = predict_batches(model, eval_loader(dataset, cfg.data.eval_batch_size, cfg.data.num_workers), device,
-                            cfg.train.amp)
-    metrics = {**preds.scores(args.convention),
-               "per_video_mean": per_video_mean(preds, args.convention),
-               "convention": args.convention, "frames": int(len(preds.gold)), "videos": len(set(preds.videos)),
-               "split": args.split, "checkpoint": str(args.checkpoint), "step": int(ckpt["step"]),
-               "variant": cfg.model.variant}
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"eval-{args.split}"
-    out.mkdir(parents=True, exist_ok=True)
-    write_predictions(out / "predictions.csv", preds)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    print(f"{cfg.model.variant} @ step {ckpt['step']} on {args.split}: {metrics['frames']} frames, "
-          f"{metrics['videos']} videos ({args.convention} CCC, all frames concatenated)")
-    print(format_table(metrics))
-    print(f"wrote {out / 'metrics.json'} and {out / 'predictions.csv'}")
-    return metrics
+def fold_rows(results: list[Evaluated]) -> tuple[list[dict], list[str]]:
+    """One row per checkpoint plus mean and std (sample std over folds, ddof=1) rows."""
+    dims = list(results[0].headline)
+    columns = ["fold"] + [f"{d}_{m}" for d in dims for m in ("ccc", "pcc", "rmse")]
+    rows = [{"fold": r.label, **{f"{d}_{m}": r.headline[d][m] for d in dims for m in ("ccc", "pcc", "rmse")}}
+            for r in results]
+    values = np.array([[row[c] for c in columns[1:]] for row in rows])
+    rows.append({"fold": "mean", **dict(zip(columns[1:], values.mean(axis=0), strict=True))})
+    if len(results) > 1:
+        rows.append({"fold": "std", **dict(zip(columns[1:], values.std(axis=0, ddof=1), strict=True))})
+    return rows, columns
 
 
-def score_files(protocol: str, labels: Path, predictions: Path) -> dict:
+def evaluate_checkpoints(args: argparse.Namespace) -> list[Evaluated]:
+    paths = args.checkpoint
+    descriptions = [_describe(p) for p in paths]
+    if len({d[1:] for d in descriptions}) > 1:
+        listing = "; ".join(f"{p}: {v} at {s} px" for p, v, s in descriptions)
+        raise CheckpointError(f"checkpoints of one evaluation must share variant and image size ({listing})")
+    single = len(paths) == 1
+    if args.out:
+        out = Path(args.out)
+    elif single:
+        out = None  # <checkpoint dir>/eval-<split>, once the split is known
+    else:
+        out = Path(os.path.commonpath([str(Path(p).resolve().parent) for p in paths])) / "eval-folds"
+    results = []
+    for path in paths:
+        label = Path(path).parent.name or Path(path).stem
+        results.append(evaluate_checkpoint(path, args, out if single else out / label, label))
+    if not single:
+        rows, columns = fold_rows(results)
+        table = markdown_table(rows, columns)
+        (out / "folds.md").write_text(table + "\n")
+        with (out / "folds.csv").open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        (out / "folds.json").write_text(json.dumps({"folds": rows, "per_fold": [asdict(r) for r in results]},
+                                                   indent=2) + "\n")
+        print(table)
+        print(f"wrote {out / 'folds.md'}, folds.csv and folds.json")
+    else:
+        print("wrote metrics.json, predictions.csv, official/ and plots/")
+    if args.json:
+        Path(args.json).write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
+    return results
+
+
+def _describe(path: str) -> tuple[str, str, int]:
+    model = load_checkpoint(path)["config"]["model"]
+    return path, model["variant"], model["image_size"]
+
+
+def score_files(protocol: str, labels: Path, predictions: Path, only: set[str] | None = None) -> dict:
     """Score prediction files with an official protocol; warns about every cropped or padded track."""
     if protocol == "avec2019":
-        pairs = load_avec_pairs(labels, predictions)
+        pairs = load_avec_pairs(labels, predictions, only)
     else:
-        pairs = load_abaw_pairs(labels, predictions)
+        pairs = load_abaw_pairs(labels, predictions, only)
+    dims = [d for d in pairs[0].dims if all(d in p.dims for p in pairs)]
     recordings = []
     for pair in pairs:
+        if list(pair.dims) != dims:
+            keep = [pair.dims.index(d) for d in dims]
+            pair.gold, pair.pred = pair.gold[:, keep], pair.pred[:, keep]
         pred, action = crop_or_pad(pair.pred, len(pair.gold))
         if action:
             log.warning("%s: prediction has %d rows for %d labels; %s", Path(predictions) / f"{pair.name}.csv",
                         len(pair.pred), len(pair.gold), "cropped" if action == "cropped" else "padded with its last value")
         recordings.append(Recording(pair.name, pair.group, pair.gold, pred))
-    return score_avec(recordings) if protocol == "avec2019" else score_abaw(recordings)
+    return score_avec(recordings, dims) if protocol == "avec2019" else score_abaw(recordings)
 
 
 def format_protocol_table(protocol: str, scores: dict) -> str:
@@ -161,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
                 Path(args.json).parent.mkdir(parents=True, exist_ok=True)
                 Path(args.json).write_text(json.dumps(scores, indent=2) + "\n")
             return 0
-        evaluate(args)
+        evaluate_checkpoints(args)
     except USER_ERRORS as exc:
         print(f"error: {user_message(exc)}", file=sys.stderr)
         return 2

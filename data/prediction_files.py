@@ -38,21 +38,21 @@ class Pair:
     group: str
     gold: np.ndarray
     pred: np.ndarray
+    dims: tuple[str, ...] = ("valence", "arousal")
 
 
-def _avec_matrix(labels) -> np.ndarray:
-    cols = [getattr(labels, c) for c in AVEC_COLUMNS]
+def _avec_matrix(labels, dims: tuple[str, ...]) -> np.ndarray:
     n = len(labels.times)
-    return np.stack([c if c is not None else np.full(n, np.nan) for c in cols], axis=1)
+    return np.stack([getattr(labels, c) if getattr(labels, c) is not None else np.full(n, np.nan) for c in dims], axis=1)
 
 
-def load_avec_pairs(labels_dir: Path, predictions_dir: Path) -> list[Pair]:
-    """Every labelled recording with its prediction, grouped by culture (``DE``, ``HU``, ``CN``)."""
+def load_avec_pairs(labels_dir: Path, predictions_dir: Path, only: set[str] | None = None) -> list[Pair]:
+    """Every labelled recording (or those in ``only``) with its prediction, grouped by culture."""
     labels_dir, predictions_dir = Path(labels_dir), Path(predictions_dir)
     for folder, what in ((labels_dir, "labels"), (predictions_dir, "predictions")):
         if not folder.is_dir():
             raise DataError(f"{folder}: {what} folder does not exist")
-    label_files = sorted(labels_dir.glob("*.csv"))
+    label_files = sorted(f for f in labels_dir.glob("*.csv") if only is None or f.stem in only)
     if not label_files:
         raise DataError(f"{labels_dir}: no label files (*.csv)")
     missing = [f.stem for f in label_files if not (predictions_dir / f.name).is_file()]
@@ -63,22 +63,22 @@ def load_avec_pairs(labels_dir: Path, predictions_dir: Path) -> list[Pair]:
         parsed = parse_stem(f.stem)
         if parsed is None:
             raise DataError(f"{f}: not an AVEC recording name (<Partition>_<Culture>_<NN>.csv)")
-        gold = _avec_matrix(read_avec_labels(f))
-        pred_labels = read_avec_labels(predictions_dir / f.name)
-        pred = _avec_matrix(pred_labels)
-        for c, name in enumerate(AVEC_COLUMNS):
-            if np.isfinite(gold[:, c]).any() and not np.isfinite(pred[:, c]).any():
-                raise DataError(f"{predictions_dir / f.name}: no {name} column, but the labels have one")
-        pairs.append(Pair(f.stem, parsed[1], gold, pred))
+        labels = read_avec_labels(f)
+        predicted = read_avec_labels(predictions_dir / f.name)
+        # a dimension is scored when both files have it (ALN, for one, predicts no liking)
+        dims = tuple(c for c in AVEC_COLUMNS if getattr(labels, c) is not None and getattr(predicted, c) is not None)
+        if not dims:
+            raise DataError(f"{predictions_dir / f.name}: no dimension in common with {f}")
+        pairs.append(Pair(f.stem, parsed[1], _avec_matrix(labels, dims), _avec_matrix(predicted, dims), dims))
     return pairs
 
 
-def load_abaw_pairs(annotation_dir: Path, predictions: Path) -> list[Pair]:
-    """Every annotated video with its prediction (per-video folder or single file)."""
+def load_abaw_pairs(annotation_dir: Path, predictions: Path, only: set[str] | None = None) -> list[Pair]:
+    """Every annotated video (or those in ``only``) with its prediction (per-video folder or single file)."""
     annotation_dir, predictions = Path(annotation_dir), Path(predictions)
     if not annotation_dir.is_dir():
         raise DataError(f"{annotation_dir}: annotation folder does not exist")
-    ann_files = sorted(annotation_dir.glob("*.txt"))
+    ann_files = sorted(f for f in annotation_dir.glob("*.txt") if only is None or f.stem in only)
     if not ann_files:
         raise DataError(f"{annotation_dir}: no annotation files (*.txt)")
     if predictions.is_dir():
@@ -103,5 +103,5 @@ def load_abaw_pairs(annotation_dir: Path, predictions: Path) -> list[Pair]:
                             f"{len(gold)} frames")
         if not np.isfinite(pred).all():
             raise DataError(f"{source}: non-finite prediction for {f.stem}")
-        pairs.append(Pair(f.stem, "", gold, np.asarray(pred, dtype=np.float64)))
+        pairs.append(Pair(f.stem, "", gold, np.asarray(pred, dtype=np.float64), ("valence", "arousal")))
     return pairs

@@ -85,16 +85,20 @@ def score_concatenated(recordings: Sequence[Recording], dimensions: Sequence[str
     return _score_rows(gold, pred, dimensions, convention)
 
 
-def score_avec(recordings: Iterable[Recording]) -> dict[str, dict[str, dict[str, float]]]:
-    """``{"DE+HU": {"arousal": {...}, ...}, "DE": {...}, "HU": {...}}`` in the ``avec`` convention."""
+def score_avec(recordings: Iterable[Recording], dimensions: Sequence[str] = AVEC_DIMENSIONS
+               ) -> dict[str, dict[str, dict[str, float]]]:
+    """``{"DE+HU": {"arousal": {...}, ...}, "DE": {...}, "HU": {...}}`` in the ``avec`` convention.
+
+    ``dimensions`` names the columns of the recordings' arrays (all three AVEC dimensions by default).
+    """
     recordings = list(recordings)
     gold, pred, codes = _stack(recordings)
     groups = sorted({r.group for r in recordings})
-    out = {"+".join(groups): _score_rows(gold, pred, AVEC_DIMENSIONS, "avec")}
+    out = {"+".join(groups): _score_rows(gold, pred, dimensions, "avec")}
     if len(groups) > 1:
         for code, group in enumerate(groups):
             rows = codes == code
-            out[group] = _score_rows(gold[:, rows], pred[:, rows], AVEC_DIMENSIONS, "avec")
+            out[group] = _score_rows(gold[:, rows], pred[:, rows], dimensions, "avec")
     return out
 
 

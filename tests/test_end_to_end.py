@@ -66,11 +66,24 @@ def test_train_checkpoint_evaluate(demo_root, tmp_path, capsys):
     assert "valence" in printed and "CCC" in printed
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["valence"]) == {"ccc", "pcc", "rmse"} and set(metrics["arousal"]) == {"ccc", "pcc", "rmse"}
+    assert metrics["protocol"] == "abaw" and metrics["split"] == "val"
     table = np.genfromtxt(out / "predictions.csv", delimiter=",", names=True, dtype=None, encoding=None)
     assert len(table) == metrics["frames"] == 80
-    assert metrics["valence"]["ccc"] == pytest.approx(ccc(table["valence"], table["valence_gold"]), abs=1e-5)
+    frame_level = metrics["frame_level"]
+    assert frame_level["valence"]["ccc"] == pytest.approx(ccc(table["valence"], table["valence_gold"]), abs=1e-5)
     # evaluate.py and the last validation of training score the same clean frames with the same code
-    assert metrics["arousal"]["ccc"] == pytest.approx(val_rows[-1]["val/ccc_arousal"], abs=1e-5)
+    assert frame_level["arousal"]["ccc"] == pytest.approx(val_rows[-1]["val/ccc_arousal"], abs=1e-5)
+    # the headline is the official ABAW scoring of the written files: re-scoring them gives the same numbers
+    rescored = tmp_path / "rescored.json"
+    ann = demo_root / "annotations" / "VA_Set" / "Validation_Set"
+    assert evaluate.main(["--protocol", "abaw", "--labels", str(ann), "--predictions", str(out / "official"),
+                          "--json", str(rescored)]) == 0
+    again = json.loads(rescored.read_text())
+    for dim in ("valence", "arousal"):
+        assert again[dim] == pytest.approx(metrics[dim], abs=1e-6)
+    n_official = sum(len(f.read_text().splitlines()) - 1 for f in (out / "official").glob("*.txt"))
+    assert n_official == 2 * 40  # every frame of every video, also those without a face
+    assert (out / "plots" / "scatter.png").is_file() and len(list((out / "plots").glob("trace_*.png"))) == 2
 
 
 def test_tensorboard_events(demo_root, tmp_path):
