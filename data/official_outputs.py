@@ -83,7 +83,7 @@ def write_avec_tracks(out: Path, tracks: list[Track]) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for t in tracks:
         lines = ["name;timestamp;" + ";".join(t.dims)]
-        lines += [f"'{t.name}';{time:.6f};" + ";".join(f"{v:.6f}" for v in row) for time, row in zip(t.times, t.pred)]
+        lines += [f"'{t.name}';{time:.6f};" + ";".join(f"{v:.6f}" for v in row) for time, row in zip(t.times, t.pred, strict=True)]
         (out / f"{t.name}.csv").write_text("\n".join(lines) + "\n")
     return out
 
