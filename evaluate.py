@@ -51,7 +51,7 @@ from gan.evaluation import Predictions, predict_batches
 from gan.postprocess import PostProcessConfig, fit_chain
 from gan.protocols import Recording, crop_or_pad, score_abaw, score_avec
 from plots import markdown_table, plot_scatter, plot_traces
-from runconfig import USER_ERRORS, ConfigError, build_config, user_message
+from runconfig import ConfigError, build_config, run_cli
 
 log = logging.getLogger("evaluate")
 PROTOCOLS = ("avec2019", "abaw")
@@ -331,18 +331,17 @@ def format_protocol_table(protocol: str, scores: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    try:
-        if args.protocol and not args.checkpoint:
-            scores = score_files(args.protocol, Path(args.labels), Path(args.predictions))
-            print(format_protocol_table(args.protocol, scores))
-            if args.json:
-                Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-                Path(args.json).write_text(json.dumps(scores, indent=2) + "\n")
-            return 0
-        evaluate_checkpoints(args)
-    except USER_ERRORS as exc:
-        print(f"error: {user_message(exc)}", file=sys.stderr)
-        return 2
+    if args.checkpoint:
+        return run_cli(lambda: evaluate_checkpoints(args) and 0)
+    return run_cli(lambda: score_protocol(args))
+
+
+def score_protocol(args: argparse.Namespace) -> int:
+    scores = score_files(args.protocol, Path(args.labels), Path(args.predictions))
+    print(format_protocol_table(args.protocol, scores))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(scores, indent=2) + "\n")
     return 0
 
 

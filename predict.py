@@ -36,7 +36,7 @@ from data.prepare import PrepareOptions, prepare_video
 from data.video import iter_frames
 from gan.checkpoint import load_checkpoint, model_from_checkpoint
 from plots import plot_traces
-from runconfig import USER_ERRORS, build_config, user_message
+from runconfig import build_config, run_cli
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "runs" / "demo" / "best.pt"
 
@@ -127,12 +127,7 @@ def draw_values(source: Path, target: Path, values: dict[int, list[float]], fps:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    try:
-        predict_video(args)
-    except USER_ERRORS as exc:
-        print(f"error: {user_message(exc)}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(lambda: predict_video(args) and 0)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,10 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import sys
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -236,6 +238,15 @@ def _deep_copy(tree: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- command-line glue
+
+def run_cli(action: Callable[[], int | None]) -> int:
+    """Run an entry point's work: a user error becomes one ``error: ...`` line on stderr and exit code 2."""
+    try:
+        return action() or 0
+    except USER_ERRORS as exc:
+        print(f"error: {user_message(exc)}", file=sys.stderr)
+        return 2
+
 
 def user_message(exc: BaseException) -> str:
     """The one line to show for a user error, also when it was raised inside a DataLoader worker.

@@ -44,14 +44,13 @@ from gan.models import ALN, set_requires_grad
 from gan.objective import ALNObjective
 from runconfig import (
     DEFAULT_PRESET,
-    USER_ERRORS,
     ConfigError,
     RunConfig,
     build_config,
     dump_yaml,
     load_config,
+    run_cli,
     to_dict,
-    user_message,
 )
 
 log = logging.getLogger("train")
@@ -330,23 +329,24 @@ def _flat_hparams(cfg: RunConfig) -> dict:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    return run_cli(lambda: run(args))
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg, ckpt = resolve_config(args)
+    if args.dry_run:
+        print(dump_yaml(cfg), end="")
+        return 0
+    trainer = Trainer(cfg, ckpt)
+
+    def request_stop(signum, _frame):
+        trainer.stop_requested = True
+        log.warning("signal %d: stopping after this step and saving last.pt", signum)
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
     try:
-        cfg, ckpt = resolve_config(args)
-        if args.dry_run:
-            print(dump_yaml(cfg), end="")
-            return 0
-        trainer = Trainer(cfg, ckpt)
-
-        def request_stop(signum, _frame):
-            trainer.stop_requested = True
-            log.warning("signal %d: stopping after this step and saving last.pt", signum)
-
-        signal.signal(signal.SIGTERM, request_stop)
-        signal.signal(signal.SIGINT, request_stop)
         return trainer.fit()
-    except USER_ERRORS as exc:
-        print(f"error: {user_message(exc)}", file=sys.stderr)
-        return 2
     except FloatingPointError as exc:
         print(f"error: training diverged: {exc}; last.pt holds the last finite state", file=sys.stderr)
         return 3

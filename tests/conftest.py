@@ -3,6 +3,7 @@
 import os
 
 import pytest
+import torch
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -15,3 +16,13 @@ def _isolated_cache(tmp_path_factory):
         os.environ.pop("ALN_CACHE_DIR", None)
     else:
         os.environ["ALN_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """MTCNN's small convolutions gain nothing from intra-op threads, and on a machine shared with other
+    jobs OpenMP threads waiting on each other make it 10-25x slower; restored afterwards."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

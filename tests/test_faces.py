@@ -27,14 +27,7 @@ from data.faces import (
 EYE_TOLERANCE_PX = 3.0  # at 112 px
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """MTCNN's small convolutions gain nothing from intra-op threads, and on a machine shared with other
-    jobs OpenMP threads waiting on each other make it 10-25x slower; restored afterwards."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 import predict
 import train
@@ -10,13 +9,7 @@ from data.video import iter_frames, probe
 from tests.test_end_to_end import TINY
 from tests.test_video import face_frame, grey_frame, write_video
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_predict_video_end_to_end(tmp_path, capsys):

@@ -12,7 +12,6 @@ import cv2
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from data import audio as audio_mod
 from data.audio import AudioConfig, video_audio_features
@@ -27,14 +26,7 @@ NO_FACE = (3, 7)  # 0-based frames of CLIP that show no face
 N_FRAMES = 12
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """MTCNN's small convolutions gain nothing from intra-op threads, and on a machine shared with other
-    jobs OpenMP threads waiting on each other make it 10-25x slower; restored afterwards."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _clip_frames() -> list[np.ndarray]:

@@ -12,13 +12,7 @@ from data.prepare import main as prepare_main
 from tests.test_end_to_end import TINY
 from tests.test_video import face_frame, grey_frame, write_video
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_prepare_summary_train(tmp_path):
