@@ -12,6 +12,7 @@ command-line path on an ABAW single prediction file of the same size written to 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -63,6 +64,7 @@ def main() -> None:
     rows.append(("floor: np.corrcoef per dimension", time.perf_counter() - start))
 
     if args.files:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the entry point evaluate.py
         import evaluate
         from data.abaw_submission import write_predictions
 
