@@ -216,3 +216,19 @@ def test_corrupt_jpeg_named_from_a_worker(demo_root, tmp_path):
     result = _cli("train.py", *TINY, f"data.root={broken}", f"run.dir={tmp_path / 'run'}", "train.max_steps=2",
                   "data.num_workers=1")
     _assert_one_line_error(result, "truncated JPEG", str(broken / "cropped_aligned"))
+
+
+def test_checkpoint_with_foreign_weights_is_a_clear_error(demo_root, tmp_path, capsys):
+    """A checkpoint whose config says another image size than its weights were built for is refused."""
+    run = tmp_path / "run"
+    assert _run(demo_root, run, "train.max_steps=1", "train.eval_every=1") == 0
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    ckpt["config"]["model"]["image_size"] = 64
+    torch.save(ckpt, tmp_path / "edited.pt")
+    capsys.readouterr()
+    assert evaluate.main(["--checkpoint", str(tmp_path / "edited.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "weights do not fit this model" in err and "image size" in err
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
+    assert evaluate.main(["--checkpoint", str(tmp_path / "garbage.pt")]) == 2
+    assert "not a readable checkpoint" in capsys.readouterr().err
