@@ -39,7 +39,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from data.affwild2 import EDITIONS, find_annotation_dir
 from data.audio import AudioStandardiser
@@ -51,7 +50,7 @@ from gan.evaluation import Predictions, predict_batches
 from gan.postprocess import PostProcessConfig, fit_chain
 from gan.protocols import Recording, crop_or_pad, score_abaw, score_avec
 from plots import markdown_table, plot_scatter, plot_traces
-from runconfig import ConfigError, build_config, run_cli
+from runconfig import ConfigError, build_config, resolve_device, run_cli
 
 log = logging.getLogger("evaluate")
 PROTOCOLS = ("avec2019", "abaw")
@@ -101,12 +100,6 @@ class Evaluated:
     postprocess: dict | None = None
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def _frame_predictions(model, cfg, split: str, standardiser, device) -> tuple[list, Predictions]:
     data_split, _ = load_split(cfg.data, split, standardiser)
     dataset = build_dataset(data_split, cfg.model.image_size, degrade=None)
@@ -153,15 +146,16 @@ def _label_dir(cfg, split: str) -> Path:
 
 def _postprocess(model, cfg, split: str, standardiser, device, protocol: str, tracks: list[Track]) -> dict:
     """Fit the chain on the validation split (never on ``split``'s labels) and apply it to ``tracks``."""
-    if split == "val":
-        log.warning("post-processing is fitted on the validation split and applied to it too: an optimistic "
-                    "number, reported only for comparison")
+    if split == "val" or (cfg.data.dataset == "sewa" and cfg.data.sewa.protocol == "avec"):
+        log.warning("post-processing is fitted on the validation recordings and applied to them too (the %s "
+                    "split has no other labelled validation data): an optimistic number, reported only for "
+                    "comparison", cfg.data.dataset)
     val_records, val_preds = _frame_predictions(model, cfg, "val", standardiser, device)
     val_tracks = _tracks(protocol, cfg, val_records, val_preds)
     dims = tracks[0].dims
     train = np.concatenate([r.labels[r.frames - 1] for r in index_records(cfg.data, "train")])
     columns = [1 if d == "arousal" else 0 for d in dims]  # training labels are [valence, arousal]
-    chain = fit_chain([t.pred for t in val_tracks], [t.gold for t in val_tracks], dims,
+    chain = fit_chain([t.pred for t in val_tracks], [_labels_only(t.gold) for t in val_tracks], dims,
                       train[:, columns].mean(axis=0), train[:, columns].std(axis=0), PostProcessConfig())
     before = _headline(protocol, _score_tracks(protocol, tracks))
     for track, processed in zip(tracks, chain.apply([t.pred for t in tracks], dims), strict=True):
@@ -179,11 +173,15 @@ def evaluate_checkpoint(path: str, args: argparse.Namespace, out: Path | None, l
     cfg = build_config(ckpt["config"], overrides)
     split = args.split or ("test" if cfg.data.dataset == "sewa" else "val")
     protocol = args.protocol or ("avec2019" if cfg.data.dataset == "sewa" else "abaw")
-    device = _device(args.device)
+    device = resolve_device(args.device)
     model = model_from_checkpoint(ckpt).to(device)
     standardiser = AudioStandardiser.from_state_dict(ckpt["audio_stats"])
     records, preds = _frame_predictions(model, cfg, split, standardiser, device)
     tracks = _tracks(protocol, cfg, records, preds)
+    unscored = sorted({r.name for r in records} - {t.name for t in tracks})
+    if unscored:
+        log.warning("%d video(s) have no frame with a face and no prediction; they are left out of the scores, "
+                    "which are therefore not the official ones: %s", len(unscored), ", ".join(unscored[:5]))
     post = _postprocess(model, cfg, split, standardiser, device, protocol, tracks) if args.postprocess else None
 
     out = out or Path(path).parent / f"eval-{split}"
@@ -203,7 +201,8 @@ def evaluate_checkpoint(path: str, args: argparse.Namespace, out: Path | None, l
                        post)
     metrics = {**headline, "protocol": protocol, "official": official,
                "per_recording_mean": result.per_recording_mean, "frame_level": result.frame_level,
-               "postprocess": post, "frames": int(len(preds.gold)), "videos": len(tracks), "split": split,
+               "postprocess": post, "frames": int(len(preds.gold)), "videos": len(tracks),
+               "videos_without_prediction": unscored, "split": split,
                "checkpoint": str(path), "step": int(ckpt["step"]), "variant": cfg.model.variant,
                "dataset": cfg.data.dataset, "fold": cfg.data.fold if cfg.data.dataset == "sewa" else None}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -216,13 +215,17 @@ def evaluate_checkpoint(path: str, args: argparse.Namespace, out: Path | None, l
     return result
 
 
+def _labels_only(gold: np.ndarray) -> np.ndarray:
+    """Gold with invalid rows (Aff-Wild2's -5, anything outside [-1, 1]) as NaN, which fitting and plots skip."""
+    return np.where((gold >= -1) & (gold <= 1), gold, np.nan)
+
+
 def _plots(out: Path, tracks: list[Track], max_traces: int) -> None:
     for track in tracks[:max_traces]:
-        plot_traces(out / "plots" / f"trace_{track.name}.png", track.times, track.pred, track.gold, track.dims,
-                    track.name)
+        plot_traces(out / "plots" / f"trace_{track.name}.png", track.times, track.pred, _labels_only(track.gold),
+                    track.dims, track.name)
     pred = np.concatenate([t.pred for t in tracks])
-    gold = np.concatenate([t.gold for t in tracks])
-    gold = np.where((gold >= -1) & (gold <= 1), gold, np.nan)  # -5 rows are not labels
+    gold = _labels_only(np.concatenate([t.gold for t in tracks]))
     plot_scatter(out / "plots" / "scatter.png", pred, gold, tracks[0].dims, "prediction vs gold")
 
 

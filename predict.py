@@ -36,7 +36,7 @@ from data.prepare import PrepareOptions, prepare_video
 from data.video import iter_frames
 from gan.checkpoint import load_checkpoint, model_from_checkpoint
 from plots import plot_traces
-from runconfig import build_config, run_cli
+from runconfig import build_config, resolve_device, run_cli
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "runs" / "demo" / "best.pt"
 
@@ -61,16 +61,19 @@ def predict_video(args: argparse.Namespace) -> Path:
         raise DataError(f"{DEFAULT_CHECKPOINT}: no demo checkpoint yet; run python train.py first or pass --checkpoint")
     ckpt = load_checkpoint(args.checkpoint)
     cfg = build_config(ckpt["config"])
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if args.device == "auto" else args.device)
+    device = resolve_device(args.device)
     model = model_from_checkpoint(ckpt).to(device).eval()
     out = Path(args.out) if args.out else Path("predictions") / video.stem
     prepared = out / "prepared"
-    opts = PrepareOptions(out=prepared, backend=args.backend, size=112, progress=True)
+    # crops at the size the readers' crops usually have (112, or 128 for 128 px models); the model resizes
+    opts = PrepareOptions(out=prepared, backend=args.backend, size=128 if cfg.model.image_size > 112 else 112,
+                          progress=True)
     result = prepare_video(video, make_landmarker(args.backend), opts)
     if result.status == "failed":
         raise DataError(result.error)
     meta = read_meta(prepared, video.stem)
+    if meta is None:
+        raise DataError(f"{video}: preprocessing wrote no metadata ({result.status}); see the messages above")
     crops = sorted((prepared / "cropped_aligned" / video.stem).glob("*.jpg"))
     if not crops:
         raise DataError(f"{video}: no face found in any of its {meta.frames} frames")

@@ -44,6 +44,7 @@ class RunSection:
     dir: str = "runs/demo"         # run folder: config.yaml, last.pt, best.pt, metrics.jsonl, tb/
     resume: str = ""               # checkpoint to continue from (its config is the base; CLI overrides apply)
     init_from: str = ""            # progressive training: start weights from an earlier stage's checkpoint
+    overwrite: bool = False        # start afresh in a run.dir that already holds a run (its files are deleted)
 
 
 @dataclass
@@ -128,7 +129,7 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         raise ConfigError(f"{key}: expected a number, got {value!r}")
     if annotation is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return "" if value is None else str(value)
+            return str(value)
         if value is None:
             return ""
         raise ConfigError(f"{key}: expected a string, got {value!r}")
@@ -238,6 +239,26 @@ def _deep_copy(tree: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- command-line glue
+
+def resolve_device(name: str):
+    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` -> a torch.device that exists here, else ConfigError."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name} requested but CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {name} requested but this machine has {torch.cuda.device_count()} GPU(s)")
+    elif device.type != "cpu":
+        raise ConfigError(f"unsupported device {name!r} (use auto, cpu, cuda or cuda:N)")
+    return device
+
 
 def run_cli(action: Callable[[], int | None]) -> int:
     """Run an entry point's work: a user error becomes one ``error: ...`` line on stderr and exit code 2."""

@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import shutil
 import signal
 import sys
 import time
@@ -49,6 +50,7 @@ from runconfig import (
     build_config,
     dump_yaml,
     load_config,
+    resolve_device,
     run_cli,
     to_dict,
 )
@@ -66,25 +68,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def resolve_config(args: argparse.Namespace) -> tuple[RunConfig, dict | None]:
-    """Preset + overrides; when resuming, the checkpoint's config + the same overrides."""
-    cfg = load_config(args.config, args.overrides)
-    if not cfg.run.resume:
-        return cfg, None
-    ckpt = load_checkpoint(cfg.run.resume)
-    resumed = build_config(ckpt["config"], [*args.overrides, f"run.resume={cfg.run.resume}"])
-    return resumed, ckpt
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"train.device: unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={name} but CUDA is not available on this machine")
-    return device
+    """Preset + overrides; when resuming, the checkpoint's config + the same overrides (no preset)."""
+    resume = [o.split("=", 1)[1] for o in args.overrides if o.startswith("run.resume=")]
+    if not resume or not resume[-1]:
+        return load_config(args.config, args.overrides), None
+    ckpt = load_checkpoint(resume[-1])
+    return build_config(ckpt["config"], args.overrides), ckpt
 
 
 def lr_factor(step: int, max_steps: int, decay_from: float) -> float:
@@ -105,7 +94,9 @@ class RunLog:
             kept = [ln for ln in self.jsonl.read_text().splitlines()
                     if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
             self.jsonl.write_text("".join(ln + "\n" for ln in kept))
-        self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step)
+        # events after the checkpoint's step belong to the interrupted run and will be written again
+        self.writer = SummaryWriter(str(run_dir / "tb"),
+                                    purge_step=None if resume_step is None else resume_step + 1)
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         for tag, value in values.items():
@@ -122,11 +113,19 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, ckpt: dict | None):
         self.cfg = cfg
-        self.device = pick_device(cfg.train.device)
+        self.device = resolve_device(cfg.train.device)
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         torch.manual_seed(cfg.seed)
         self.run_dir = Path(cfg.run.dir)
+        used = [n for n in ("last.pt", "metrics.jsonl") if (self.run_dir / n).exists()]
+        if used and not ckpt and not cfg.run.overwrite:
+            raise ConfigError(f"{self.run_dir}: holds a run already ({', '.join(used)}); continue it with "
+                              f"run.resume={self.run_dir / 'last.pt'}, pick another run.dir, or set run.overwrite=true")
+        if used and not ckpt:
+            for name in ("last.pt", "best.pt", "metrics.jsonl"):
+                (self.run_dir / name).unlink(missing_ok=True)
+            shutil.rmtree(self.run_dir / "tb", ignore_errors=True)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(dump_yaml(cfg))
 
@@ -135,7 +134,8 @@ class Trainer:
         train_split, self.standardiser = load_split(dcfg, "train", standardiser)
         val_split, _ = load_split(dcfg, "val", self.standardiser)
         degrade = dcfg.degrade if dcfg.degrade.enabled else None
-        self.train_set = build_dataset(train_split, mcfg.image_size, degrade if mcfg.uses_aeg else None)
+        # the generator always gets a "degraded" input; with degradations off it is the clean face itself
+        self.train_set = build_dataset(train_split, mcfg.image_size, dcfg.degrade if mcfg.uses_aeg else None)
         # validation's degraded view degrades every frame (no clean share), so its PSNR measures restoration
         val_degrade = dataclasses.replace(degrade, clean_share=0.0) if degrade else None
         self.val_set = build_dataset(val_split, mcfg.image_size, val_degrade, fixed_seed_base=VAL_SEED_BASE)
@@ -240,6 +240,8 @@ class Trainer:
     def validate(self) -> Predictions:
         loader = eval_loader(self.val_set, self.cfg.data.eval_batch_size)
         preds = predict_batches(self.model, loader, self.device, self.cfg.train.amp)
+        if not np.isfinite(preds.pred).all():
+            raise FloatingPointError(f"validation predictions are not finite at step {self.step}")
         scores = preds.scores("population")
         values = {f"val/{m}_{dim}": scores[dim][m] for dim in scores for m in ("ccc", "pcc", "rmse")}
         if preds.pred_degraded is not None:
@@ -329,7 +331,11 @@ def _flat_hparams(cfg: RunConfig) -> dict:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    return run_cli(lambda: run(args))
+    try:
+        return run_cli(lambda: run(args))
+    except KeyboardInterrupt:  # before the loop installs its handler (data generation, feature extraction)
+        print("interrupted before training started; nothing to save", file=sys.stderr)
+        return 130
 
 
 def run(args: argparse.Namespace) -> int:

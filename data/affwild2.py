@@ -97,10 +97,15 @@ def read_va_annotation(path: Path) -> np.ndarray:
     if not lines or lines[0].strip().replace(" ", "").lower() != HEADER:
         found = lines[0].strip()[:60] if lines else ""
         raise DataError(f"{path}: expected header '{HEADER}' on line 1, found {found!r}")
-    rows = [ln for ln in lines[1:] if ln.strip()]
+    while len(lines) > 1 and not lines[-1].strip():  # trailing blank lines are harmless
+        lines.pop()
+    rows = lines[1:]
     if not rows:
         raise DataError(f"{path}: no label lines after the header")
-    values = _parse_fast(text.split("\n", 1)[1])
+    blank = next((i for i, ln in enumerate(rows, start=2) if not ln.strip()), None)
+    if blank is not None:  # a blank line would shift every later label by one frame
+        raise DataError(f"{path}:{blank}: blank line inside the labels (line k+1 must label frame k)")
+    values = _parse_fast("\n".join(rows))
     if values is None:  # something is off: the line-by-line path finds and names it
         try:
             values = np.array([[float(v) for v in ln.split(",")] for ln in rows], dtype=np.float64)

@@ -9,6 +9,7 @@ an interrupted run resumes bit-exactly.
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,8 +54,6 @@ class DataConfig:
             raise ValueError(f"data.root must be set for data.dataset={self.dataset}")
         if self.num_workers < 0 or self.eval_batch_size < 1:
             raise ValueError("data.num_workers must be >= 0 and data.eval_batch_size >= 1")
-        if not 0.0 <= self.degrade.clean_share <= 1.0:
-            raise ValueError(f"data.degrade.clean_share must be in [0, 1], got {self.degrade.clean_share}")
         try:
             self.sewa.validate()
         except ValueError as exc:
@@ -113,8 +112,21 @@ def load_split(cfg: DataConfig, split: str, standardiser: AudioStandardiser | No
     raw = compute_audio(records, cfg.audio)
     if standardiser is None:
         usable = np.concatenate([raw[r.name][r.frames - 1] for r in records])
-        standardiser = AudioStandardiser.fit(usable)
-    return SplitData(records, {k: standardiser(v) for k, v in raw.items()}), standardiser
+        heard = usable[np.any(usable != 0, axis=1)]  # missing or silent audio is all zeros: not a measurement
+        standardiser = AudioStandardiser.fit(heard if len(heard) else usable)
+    return SplitData(records, {k: _standardise(standardiser, v) for k, v in raw.items()}), standardiser
+
+
+def _standardise(standardiser: AudioStandardiser, features: np.ndarray) -> np.ndarray:
+    """Standardised features, with frames that have no audio (all-zero rows) kept at exactly zero.
+
+    Zero then means "no audio" (the mean of the training audio), rather than the out-of-range values
+    that standardising raw zeros would give.
+    """
+    silent = ~np.any(features != 0, axis=1)
+    out = standardiser(features)
+    out[silent] = 0.0
+    return out
 
 
 def build_dataset(split: SplitData, image_size: int, degrade: DegradeConfig | None,
@@ -172,7 +184,12 @@ def train_loader(dataset: AffectFrameDataset, batch_size: int, seed: int, start_
     own_rng = torch.Generator().manual_seed(seed)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                       collate_fn=collate, pin_memory=pin_memory, drop_last=True,
-                      persistent_workers=num_workers > 0, generator=own_rng)
+                      persistent_workers=num_workers > 0, generator=own_rng, worker_init_fn=_ignore_sigint)
+
+
+def _ignore_sigint(_worker_id: int) -> None:
+    """Ctrl-C is the main process's to handle (it saves last.pt); a worker that died of it would lose that."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def eval_loader(dataset: AffectFrameDataset, batch_size: int, num_workers: int = 0) -> DataLoader:

@@ -40,11 +40,6 @@ class Track:
     dims: tuple[str, ...]
 
 
-def _frame_values(record: VideoRecord, frames: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """(n_frames, 2) [valence, arousal] prediction for every frame of ``record``."""
-    return fill_all_frames(frames, values, record.n_frames)
-
-
 def sewa_tracks(records: list[VideoRecord], predictions: dict[str, tuple[np.ndarray, np.ndarray]],
                 cfg: SewaConfig) -> list[Track]:
     """AVEC rows (label times) for each recording: gold from its label file, prediction from its frames."""
@@ -53,7 +48,7 @@ def sewa_tracks(records: list[VideoRecord], predictions: dict[str, tuple[np.ndar
         if record.name not in predictions:
             continue
         labels = read_avec_labels(record.annotation)
-        per_frame = _frame_values(record, *predictions[record.name])
+        per_frame = fill_all_frames(*predictions[record.name], record.n_frames)
         pred = np.empty((len(labels.times), 2))
         for c, dim in enumerate(AVEC_PREDICTED):
             delay = cfg.delays[dim]
@@ -72,7 +67,7 @@ def abaw_tracks(records: list[VideoRecord], predictions: dict[str, tuple[np.ndar
     for record in records:
         if record.name not in predictions:
             continue
-        pred = _frame_values(record, *predictions[record.name])
+        pred = fill_all_frames(*predictions[record.name], record.n_frames)
         times = np.arange(record.n_frames) / record.fps
         tracks.append(Track(record.name, "", times, record.labels.astype(np.float64), pred, ABAW_DIMENSIONS))
     return tracks

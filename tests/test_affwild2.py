@@ -129,3 +129,12 @@ def test_fps_from_preprocessing_metadata_wins(tmp_path):
     records, _ = index_split(root, "train", default_fps=25.0)
     fps = {r.name: r.fps for r in records}
     assert fps == {"7-30-640x360_left": 29.97, "other": 25.0}
+
+
+def test_blank_line_inside_labels_is_an_error(tmp_path):
+    path = tmp_path / "v.txt"
+    path.write_text("valence,arousal\n0.1,0.2\n\n0.3,0.4\n\n")
+    with pytest.raises(DataError, match=r"v.txt:3: blank line"):
+        read_va_annotation(path)
+    path.write_text("valence,arousal\n0.1,0.2\n0.3,0.4\n\n\n")  # trailing blank lines are fine
+    assert read_va_annotation(path).shape == (2, 2)

@@ -193,8 +193,8 @@ def _assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -
 
 def test_cli_user_errors(demo_root, tmp_path):
     missing = tmp_path / "no-such-folder"
-    _assert_one_line_error(_cli("train.py", "data.dataset=affwild2", f"data.root={missing}"), str(missing),
-                           "does not exist")
+    _assert_one_line_error(_cli("train.py", "data.dataset=affwild2", f"data.root={missing}",
+                                f"run.dir={tmp_path / 'r1'}"), str(missing), "does not exist")
     _assert_one_line_error(_cli("train.py", "train.max_step=3"), "unknown config key 'train.max_step'")
     _assert_one_line_error(_cli("train.py", "train.batch_size=many"), "train.batch_size", "integer")
     _assert_one_line_error(_cli("evaluate.py", "--checkpoint", str(tmp_path / "x.pt")), "checkpoint file not found")
@@ -203,8 +203,8 @@ def test_cli_user_errors(demo_root, tmp_path):
     shutil.copytree(demo_root, broken)
     ann = next((broken / "annotations" / "VA_Set" / "Training_Set").glob("*.txt"))
     ann.write_text(ann.read_text().replace("valence,arousal", "arousal;valence", 1))
-    _assert_one_line_error(_cli("train.py", *TINY, f"data.root={broken}", "train.max_steps=1"), str(ann),
-                           "expected header")
+    _assert_one_line_error(_cli("train.py", *TINY, f"data.root={broken}", "train.max_steps=1",
+                                f"run.dir={tmp_path / 'r2'}"), str(ann), "expected header")
 
 
 def test_corrupt_jpeg_named_from_a_worker(demo_root, tmp_path):
@@ -232,3 +232,44 @@ def test_checkpoint_with_foreign_weights_is_a_clear_error(demo_root, tmp_path, c
     (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
     assert evaluate.main(["--checkpoint", str(tmp_path / "garbage.pt")]) == 2
     assert "not a readable checkpoint" in capsys.readouterr().err
+
+
+def test_used_run_folder_is_refused_unless_overwritten(demo_root, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _run(demo_root, run, "train.max_steps=1", "train.eval_every=1") == 0
+    capsys.readouterr()
+    assert _run(demo_root, run, "train.max_steps=1", "train.eval_every=1") == 2
+    assert "holds a run already" in capsys.readouterr().err
+    assert _run(demo_root, run, "train.max_steps=2", "train.eval_every=2", "run.overwrite=true") == 0
+    assert [r["step"] for r in _jsonl(run / "metrics.jsonl") if "val/ccc_valence" in r] == [2]  # no mixed runs
+
+
+def test_degradations_off_still_trains_the_generator(demo_root, tmp_path):
+    run = tmp_path / "run"
+    assert _run(demo_root, run, "data.degrade.enabled=false", "train.max_steps=2", "train.eval_every=2",
+                "train.n_critic=1") == 0
+    rows = _jsonl(run / "metrics.jsonl")
+    assert any("G/rec" in r for r in rows) and not any("val/psnr_degraded" in r for r in rows)
+
+
+def test_resume_keeps_the_tensorboard_events_of_the_checkpoint_step(demo_root, tmp_path):
+    common = ["train.max_steps=6", "train.eval_every=3", "train.n_critic=3"]
+    run = tmp_path / "run"
+    _interrupted_run(demo_root, run, 4, *common)
+    assert train.main([f"run.resume={run / 'last.pt'}"]) == 0
+    acc = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("D/loss")] == [2, 4, 6]   # step 4 was logged before the save
+    assert [e.step for e in acc.Scalars("val/ccc_valence")] == [3, 6]
+
+
+def test_postprocess_fits_on_labels_only(demo_root, tmp_path):
+    """The demo's validation videos have -5 rows: the chain must be fitted and scored without them."""
+    run = tmp_path / "run"
+    assert _run(demo_root, run, "train.max_steps=2", "train.eval_every=2") == 0
+    out = tmp_path / "eval"
+    assert evaluate.main(["--checkpoint", str(run / "last.pt"), "--postprocess", "--out", str(out)]) == 0
+    post = json.loads((out / "metrics.json").read_text())["postprocess"]
+    for dim in ("valence", "arousal"):
+        assert post["chain"]["dimensions"][dim]["val_ccc_before"] == pytest.approx(post["before"][dim]["ccc"],
+                                                                                     abs=1e-9)

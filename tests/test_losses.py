@@ -139,3 +139,15 @@ def test_gradient_penalty_of_linear_critic():
 def test_l1():
     a, b = torch.zeros(2, 3), torch.tensor([[1.0, -2.0, 0.0], [0.5, 0.5, 0.0]])
     assert l1(a, b).item() == pytest.approx(4.0 / 6)
+
+
+def test_gradient_penalty_uses_alpha_interpolates():
+    # D(x) = sum(x^2): grad = 2 x_hat with x_hat = alpha*real + (1-alpha)*fake, so the penalty depends on alpha
+    critic = lambda x: (x**2).flatten(1).sum(1)  # noqa: E731
+    real, fake = torch.full((2, 1, 2, 2), 1.0), torch.full((2, 1, 2, 2), -1.0)
+    alpha = torch.tensor([0.75, 0.25])
+    gp = gradient_penalty(critic, [real], [fake], alpha)
+    x_hat = np.array([0.5, -0.5])                      # per sample, every one of the 4 pixels
+    norms = np.sqrt(4 * (2 * x_hat) ** 2)              # |grad| = 2|x_hat| * sqrt(4)
+    assert gp.item() == pytest.approx(np.mean((norms - 1) ** 2), rel=1e-5)
+    assert gradient_penalty(critic, [real], [fake], torch.tensor([0.5, 0.5])).item() == pytest.approx(1.0, abs=1e-5)

@@ -561,3 +561,21 @@ def test_avec_and_cross_cultural_protocols(tmp_path):
     only_de = write_label_tree(tmp_path / "de", ["Train_DE_01", "Devel_DE_01"])
     with pytest.raises(DataError, match="no labelled recordings for split 'test'"):
         split_recordings(only_de, cc, "test")
+
+
+def test_official_rows_take_the_frame_at_label_time_minus_delay(tmp_path):
+    """A label at time t describes the frame at t - delay: the AVEC row at t carries that frame's prediction."""
+    from data.official_outputs import sewa_tracks
+
+    write_recording(tmp_path, "Train_DE_01", n_frames=30, fps=10, label_seconds=2.9)
+    cfg = SewaConfig(delay_arousal=0.5, delay_valence=0.0)
+    (record,), _ = index_sewa(tmp_path, ["Train_DE_01"], "train", cfg)
+    frames = np.arange(1, 31)
+    values = np.stack([frames * 0.01, frames * -0.01], axis=1)       # valence = frame/100, arousal = -frame/100
+    (track,) = sewa_tracks([record], {"Train_DE_01": (frames, values)}, cfg)
+    assert track.dims == ("arousal", "valence")
+    t = track.times
+    row = int(np.argmin(np.abs(t - 2.0)))                               # label time 2.0 s
+    assert track.pred[row, 1] == pytest.approx(0.21)                    # valence: frame at 2.0 s = frame 21
+    assert track.pred[row, 0] == pytest.approx(-0.16)                   # arousal: frame at 1.5 s = frame 16
+    assert track.pred[0, 0] == pytest.approx(-0.01)                     # before the video start: first frame
