@@ -41,6 +41,7 @@ from gan.checkpoint import (
 )
 from gan.evaluation import Predictions, autocast, predict_batches, restoration_grid
 from gan.losses import class_balance_weights
+from gan.metrics import score_va
 from gan.models import ALN, set_requires_grad
 from gan.objective import ALNObjective
 from runconfig import (
@@ -245,8 +246,6 @@ class Trainer:
         scores = preds.scores("population")
         values = {f"val/{m}_{dim}": scores[dim][m] for dim in scores for m in ("ccc", "pcc", "rmse")}
         if preds.pred_degraded is not None:
-            from gan.metrics import score_va
-
             deg = score_va(preds.pred_degraded, preds.gold)
             values.update({f"val_degraded/ccc_{dim}": deg[dim]["ccc"] for dim in deg})
             values["val/psnr_restored"] = preds.psnr_restored
