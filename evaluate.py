@@ -163,8 +163,7 @@ def _postprocess(model, cfg, split: str, standardiser, device, protocol: str, tr
     return {"chain": chain.to_dict(), "before": before}
 
 
-def evaluate_checkpoint(path: str, args: argparse.Namespace, out: Path | None, label: str) -> Evaluated:
-    ckpt = load_checkpoint(path)
+def evaluate_checkpoint(path: str, ckpt: dict, args: argparse.Namespace, out: Path | None, label: str) -> Evaluated:
     overrides = [o for o in args.overrides if o.split("=", 1)[0].startswith("data.")]
     if len(overrides) != len(args.overrides):
         raise ConfigError("evaluate.py takes only data.* overrides (the model comes from the checkpoint)")
@@ -259,9 +258,10 @@ def fold_rows(results: list[Evaluated]) -> tuple[list[dict], list[str]]:
 
 def evaluate_checkpoints(args: argparse.Namespace) -> list[Evaluated]:
     paths = args.checkpoint
-    descriptions = [_describe(p) for p in paths]
-    if len({d[1:] for d in descriptions}) > 1:
-        listing = "; ".join(f"{p}: {v} at {s} px" for p, v, s in descriptions)
+    checkpoints = {p: load_checkpoint(p) for p in paths}  # read once; checked together before any work
+    shapes = {p: (c["config"]["model"]["variant"], c["config"]["model"]["image_size"]) for p, c in checkpoints.items()}
+    if len(set(shapes.values())) > 1:
+        listing = "; ".join(f"{p}: {v} at {s} px" for p, (v, s) in shapes.items())
         raise CheckpointError(f"checkpoints of one evaluation must share variant and image size ({listing})")
     single = len(paths) == 1
     if args.out:
@@ -273,7 +273,7 @@ def evaluate_checkpoints(args: argparse.Namespace) -> list[Evaluated]:
     results = []
     for path in paths:
         label = Path(path).parent.name or Path(path).stem
-        results.append(evaluate_checkpoint(path, args, out if single else out / label, label))
+        results.append(evaluate_checkpoint(path, checkpoints[path], args, out if single else out / label, label))
     if not single:
         rows, columns = fold_rows(results)
         table = markdown_table(rows, columns)
@@ -291,11 +291,6 @@ def evaluate_checkpoints(args: argparse.Namespace) -> list[Evaluated]:
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
     return results
-
-
-def _describe(path: str) -> tuple[str, str, int]:
-    model = load_checkpoint(path)["config"]["model"]
-    return path, model["variant"], model["image_size"]
 
 
 def score_files(protocol: str, labels: Path, predictions: Path, only: set[str] | None = None) -> dict:

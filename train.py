@@ -39,7 +39,7 @@ from gan.checkpoint import (
     save_checkpoint,
     transfer_weights,
 )
-from gan.evaluation import Predictions, autocast, predict_batches, restoration_grid
+from gan.evaluation import autocast, predict_batches, restoration_grid
 from gan.losses import class_balance_weights
 from gan.metrics import score_va
 from gan.models import ALN, set_requires_grad
@@ -238,7 +238,7 @@ class Trainer:
             logs["G/loss"] = g_loss.detach()
         return logs
 
-    def validate(self) -> Predictions:
+    def validate(self) -> dict[str, dict[str, float]]:
         loader = eval_loader(self.val_set, self.cfg.data.eval_batch_size)
         preds = predict_batches(self.model, loader, self.device, self.cfg.train.amp)
         if not np.isfinite(preds.pred).all():
@@ -256,7 +256,7 @@ class Trainer:
         w.add_histogram("val/pred_arousal", preds.pred[:, 1], self.step)
         w.add_image("val/restoration_clean_degraded_restored_cycle",
                     restoration_grid(self.model, self.grid_batch, self.device), self.step)
-        return preds
+        return scores
 
     # ------------------------------------------------------------------ loop
 
@@ -290,7 +290,7 @@ class Trainer:
                     self.runlog.scalars(self.step, values)
                     postfix.update({k: f"{values[k]:.3f}" for k in ("D/loss", "G/loss") if k in values})
                 if self.step % t.eval_every == 0 or self.step == t.max_steps:
-                    scores = self.validate().scores()
+                    scores = self.validate()
                     last_val = {d: scores[d]["ccc"] for d in scores}
                     postfix["val_ccc"] = f"V {last_val['valence']:.3f} A {last_val['arousal']:.3f}"
                     score = float(np.mean(list(last_val.values())))
