@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import logging
 import os
@@ -42,11 +43,20 @@ import numpy as np
 
 from data.affwild2 import EDITIONS, find_annotation_dir
 from data.audio import AudioStandardiser
-from data.loaders import build_dataset, eval_loader, index_records, load_split, resolve_root
+from data.loaders import (
+    VAL_SEED_BASE,
+    build_dataset,
+    eval_loader,
+    index_records,
+    load_split,
+    resolve_root,
+    restoration_sets,
+)
 from data.official_outputs import Track, abaw_tracks, sewa_tracks, write_abaw_tracks, write_avec_tracks
 from data.prediction_files import load_abaw_pairs, load_avec_pairs
-from gan.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-from gan.evaluation import Predictions, predict_batches
+from gan.checkpoint import CheckpointError, checkpoint_variant, load_checkpoint, model_from_checkpoint
+from gan.evaluation import Predictions, predict_batches, restoration_scores
+from gan.metrics import score_va
 from gan.postprocess import PostProcessConfig, fit_chain
 from gan.protocols import Recording, crop_or_pad, score_abaw, score_avec
 from plots import markdown_table, plot_scatter, plot_traces
@@ -100,11 +110,24 @@ class Evaluated:
     postprocess: dict | None = None
 
 
-def _frame_predictions(model, cfg, split: str, standardiser, device) -> tuple[list, Predictions]:
+def _frame_predictions(model, cfg, split: str, standardiser, device, robustness: bool = False
+                       ) -> tuple[list, Predictions, dict]:
+    """Predictions of the test-time path; with ``robustness`` also the degraded views and restoration.
+
+    Robustness degrades every frame as training validation does (fixed seeds, no clean share) and scores
+    each artefact alone on ``train.restoration_frames`` frames: ``{artefact: {psnr_*, ssim_*}}``.
+    """
     data_split, _ = load_split(cfg.data, split, standardiser)
-    dataset = build_dataset(data_split, cfg.model.image_size, degrade=None)
+    degrade = cfg.data.degrade if robustness and cfg.data.degrade.enabled else None
+    val_degrade = dataclasses.replace(degrade, clean_share=0.0) if degrade else None
+    dataset = build_dataset(data_split, cfg.model.image_size, val_degrade, fixed_seed_base=VAL_SEED_BASE)
     loader = eval_loader(dataset, cfg.data.eval_batch_size, cfg.data.num_workers)
-    return data_split.records, predict_batches(model, loader, device, cfg.train.amp)
+    preds = predict_batches(model, loader, device, cfg.train.amp)
+    restoration = {}
+    if degrade and cfg.train.restoration_frames:
+        sets = restoration_sets(data_split, cfg.model.image_size, degrade, cfg.train.restoration_frames)
+        restoration = restoration_scores(model, sets, device, cfg.data.eval_batch_size)
+    return data_split.records, preds, restoration
 
 
 def _by_video(preds: Predictions) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -150,7 +173,7 @@ def _postprocess(model, cfg, split: str, standardiser, device, protocol: str, tr
         log.warning("post-processing is fitted on the validation recordings and applied to them too (the %s "
                     "split has no other labelled validation data): an optimistic number, reported only for "
                     "comparison", cfg.data.dataset)
-    val_records, val_preds = _frame_predictions(model, cfg, "val", standardiser, device)
+    val_records, val_preds, _ = _frame_predictions(model, cfg, "val", standardiser, device)
     val_tracks = _tracks(protocol, cfg, val_records, val_preds)
     dims = tracks[0].dims
     train = np.concatenate([r.labels[r.frames - 1] for r in index_records(cfg.data, "train")])
@@ -175,7 +198,7 @@ def evaluate_checkpoint(path: str, ckpt: dict, args: argparse.Namespace, out: Pa
     device = resolve_device(args.device)
     model = model_from_checkpoint(ckpt).to(device)
     standardiser = AudioStandardiser.from_state_dict(ckpt["audio_stats"])
-    records, preds = _frame_predictions(model, cfg, split, standardiser, device)
+    records, preds, restoration = _frame_predictions(model, cfg, split, standardiser, device, robustness=True)
     tracks = _tracks(protocol, cfg, records, preds)
     unscored = sorted({r.name for r in records} - {t.name for t in tracks})
     if unscored:
@@ -200,13 +223,15 @@ def evaluate_checkpoint(path: str, ckpt: dict, args: argparse.Namespace, out: Pa
                        post)
     metrics = {**headline, "protocol": protocol, "official": official,
                "per_recording_mean": result.per_recording_mean, "frame_level": result.frame_level,
-               "postprocess": post, "frames": int(len(preds.gold)), "videos": len(tracks),
+               "postprocess": post, "frames": int(len(preds.gold)),
+               "views": {view: score_va(pred, preds.gold) for view, pred in preds.views().items()},
+               "restoration": restoration, "videos": len(tracks),
                "videos_without_prediction": unscored, "split": split,
-               "checkpoint": str(path), "step": int(ckpt["step"]), "variant": cfg.model.variant,
+               "checkpoint": str(path), "step": int(ckpt["step"]), "variant": checkpoint_variant(ckpt),
                "dataset": cfg.data.dataset, "fold": cfg.data.fold if cfg.data.dataset == "sewa" else None}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     _plots(out, tracks, args.max_trace_plots)
-    print(f"{label}: {cfg.model.variant} @ step {ckpt['step']} on {cfg.data.dataset}/{split}, {len(tracks)} "
+    print(f"{label}: {checkpoint_variant(ckpt)} @ step {ckpt['step']} on {cfg.data.dataset}/{split}, {len(tracks)} "
           f"recordings, protocol {protocol}")
     print(format_table(headline))
     if post is not None:
@@ -259,7 +284,7 @@ def fold_rows(results: list[Evaluated]) -> tuple[list[dict], list[str]]:
 def evaluate_checkpoints(args: argparse.Namespace) -> list[Evaluated]:
     paths = args.checkpoint
     checkpoints = {p: load_checkpoint(p) for p in paths}  # read once; checked together before any work
-    shapes = {p: (c["config"]["model"]["variant"], c["config"]["model"]["image_size"]) for p, c in checkpoints.items()}
+    shapes = {p: (checkpoint_variant(c), c["config"]["model"]["image_size"]) for p, c in checkpoints.items()}
     if len(set(shapes.values())) > 1:
         listing = "; ".join(f"{p}: {v} at {s} px" for p, (v, s) in shapes.items())
         raise CheckpointError(f"checkpoints of one evaluation must share variant and image size ({listing})")

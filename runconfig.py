@@ -29,6 +29,7 @@ from data.loaders import DataConfig
 from gan.checkpoint import CheckpointError
 from gan.models import ModelConfig
 from gan.objective import LossConfig
+from gan.stages import StageConfig, plan_stages
 
 
 class ConfigError(Exception):
@@ -64,6 +65,10 @@ class TrainSection:
     compile: bool = False          # torch.compile the networks
     threads: int = 0               # torch CPU threads; 0 = torch's default
     grid_size: int = 8             # faces in the TensorBoard image grid
+    restoration_frames: int = 256  # validation frames degraded by each artefact alone for restoration scores
+    # progressive training: [{variant: denoise|disc|aeg_cd|aeg_cd_sz, steps: N}, ...]; empty = one stage of
+    # model.variant; the last stage's steps may be 0 (= until max_steps)
+    stages: list[StageConfig] = field(default_factory=list)
 
 
 @dataclass
@@ -86,10 +91,15 @@ class RunConfig:
             (t.n_critic >= 1, "train.n_critic must be >= 1"),
             (t.lr_g > 0 and t.lr_d > 0, "train.lr_g and train.lr_d must be > 0"),
             (0.0 <= t.lr_decay_from <= 1.0, "train.lr_decay_from must be in [0, 1]"),
+            (t.restoration_frames >= 0, "train.restoration_frames must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        try:
+            plan_stages(t.stages, self.model.variant, t.max_steps)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         for section in (self.model, self.loss, self.data):
             try:
                 section.validate()

@@ -30,20 +30,35 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from data.audio import AudioStandardiser
-from data.loaders import VAL_SEED_BASE, build_dataset, collate, eval_loader, load_split, train_loader
+from data.loaders import (
+    VAL_SEED_BASE,
+    build_dataset,
+    collate,
+    eval_loader,
+    load_split,
+    restoration_sets,
+    train_loader,
+)
 from gan.checkpoint import (
     load_checkpoint,
     load_weights,
     restore_rng_state,
     rng_state,
     save_checkpoint,
-    transfer_weights,
 )
-from gan.evaluation import autocast, predict_batches, restoration_grid
-from gan.losses import class_balance_weights
+from gan.evaluation import (
+    VIEW_TAGS,
+    autocast,
+    flat_restoration_tags,
+    predict_batches,
+    restoration_grid,
+    restoration_scores,
+)
+from gan.losses import class_balance_weights, term_gradient_norms
 from gan.metrics import score_va
 from gan.models import ALN, set_requires_grad
 from gan.objective import ALNObjective
+from gan.stages import Stage, plan_stages
 from runconfig import (
     DEFAULT_PRESET,
     ConfigError,
@@ -92,8 +107,9 @@ class RunLog:
         self.jsonl = run_dir / "metrics.jsonl"
         if resume_step is not None and self.jsonl.exists():
             # drop entries written after the checkpoint we resume from: they will be written again
+            # (a stage line at the resume step was written after that step's checkpoint: it comes again too)
             kept = [ln for ln in self.jsonl.read_text().splitlines()
-                    if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
+                    if ln.strip() and _kept_on_resume(json.loads(ln), resume_step)]
             self.jsonl.write_text("".join(ln + "\n" for ln in kept))
         # events after the checkpoint's step belong to the interrupted run and will be written again
         self.writer = SummaryWriter(str(run_dir / "tb"),
@@ -105,12 +121,26 @@ class RunLog:
         with self.jsonl.open("a") as fh:
             fh.write(json.dumps({"step": step, **values}) + "\n")
 
+    def stage(self, step: int, stage: Stage) -> None:
+        """Mark a stage boundary: a ``stage_start`` line in metrics.jsonl and a text entry in TensorBoard."""
+        entry = {"step": step, "event": "stage_start", "stage": stage.index, "variant": stage.variant,
+                 "first_step": stage.start + 1, "last_step": stage.end}
+        with self.jsonl.open("a") as fh:
+            fh.write(json.dumps(entry) + "\n")
+        self.writer.add_text("stages", f"stage {stage.name}: steps {stage.start + 1}..{stage.end}", global_step=step)
+
     def close(self) -> None:
         self.writer.close()
 
 
+def _kept_on_resume(entry: dict, resume_step: int) -> bool:
+    if entry.get("event") == "stage_start":
+        return entry["step"] < resume_step
+    return entry.get("step", 0) <= resume_step
+
+
 class Trainer:
-    """Owns the model, optimisers, data stream and run folder of one training run."""
+    """Owns the model, optimisers, data stream and run folder of one training run (all its stages)."""
 
     def __init__(self, cfg: RunConfig, ckpt: dict | None):
         self.cfg = cfg
@@ -124,57 +154,77 @@ class Trainer:
             raise ConfigError(f"{self.run_dir}: holds a run already ({', '.join(used)}); continue it with "
                               f"run.resume={self.run_dir / 'last.pt'}, pick another run.dir, or set run.overwrite=true")
         if used and not ckpt:
-            for name in ("last.pt", "best.pt", "metrics.jsonl"):
-                (self.run_dir / name).unlink(missing_ok=True)
+            for path in [*self.run_dir.glob("*.pt"), self.run_dir / "metrics.jsonl"]:
+                path.unlink(missing_ok=True)
             shutil.rmtree(self.run_dir / "tb", ignore_errors=True)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(dump_yaml(cfg))
 
         mcfg, dcfg = cfg.model, cfg.data
+        self.plan = plan_stages(cfg.train.stages, mcfg.variant, cfg.train.max_steps)
         standardiser = AudioStandardiser.from_state_dict(ckpt["audio_stats"]) if ckpt else None
         train_split, self.standardiser = load_split(dcfg, "train", standardiser)
         val_split, _ = load_split(dcfg, "val", self.standardiser)
         degrade = dcfg.degrade if dcfg.degrade.enabled else None
         # the generator always gets a "degraded" input; with degradations off it is the clean face itself
-        self.train_set = build_dataset(train_split, mcfg.image_size, dcfg.degrade if mcfg.uses_aeg else None)
+        uses_aeg = any(stage.model_variant != "disc" for stage in self.plan)
+        self.train_set = build_dataset(train_split, mcfg.image_size, dcfg.degrade if uses_aeg else None)
         # validation's degraded view degrades every frame (no clean share), so its PSNR measures restoration
         val_degrade = dataclasses.replace(degrade, clean_share=0.0) if degrade else None
         self.val_set = build_dataset(val_split, mcfg.image_size, val_degrade, fixed_seed_base=VAL_SEED_BASE)
+        self.restoration_sets = (restoration_sets(val_split, mcfg.image_size, degrade, cfg.train.restoration_frames)
+                                 if degrade and cfg.train.restoration_frames else {})
         self.audio_dim = dcfg.audio.dim
-
-        self.model = ALN(mcfg, self.audio_dim).to(self.device)
         self.balance = (ckpt["balance_table"] if ckpt else
                         class_balance_weights(torch.from_numpy(self.train_set.labels), cfg.loss.balance_bins,
                                               cfg.loss.balance_clip))
-        self.objective = ALNObjective(self.model, cfg.loss, self.balance.to(self.device))
-        t = cfg.train
-        betas = (t.beta1, t.beta2)
-        self.opt_d = torch.optim.Adam(self.model.cd.parameters(), lr=t.lr_d, betas=betas)
-        self.opt_g = torch.optim.Adam(self.model.aeg.parameters(), lr=t.lr_g, betas=betas) if self.model.aeg else None
         self.step, self.best_score, self.best_step = 0, -float("inf"), -1
+        self._last_g_logs: dict[str, torch.Tensor] = {}
         if ckpt:
+            self._build_stage(self.plan[ckpt.get("stage", 0)])
             self._restore(ckpt)
-        elif cfg.run.init_from:
-            copied, fresh = transfer_weights(self.model, load_checkpoint(cfg.run.init_from)["model"])
-            log.info("initialised %d tensors from %s; %d new (%s)", copied, cfg.run.init_from, len(fresh),
-                     ", ".join(fresh[:4]) + (" ..." if len(fresh) > 4 else ""))
-        if t.compile:
-            self._compile()
-        grid_idx = np.linspace(0, len(self.val_set) - 1, min(t.grid_size, len(self.val_set))).astype(int)
+        else:
+            self._build_stage(self.plan[0])
+            if cfg.run.init_from:
+                copied, fresh = self.model.start_from_stage(load_checkpoint(cfg.run.init_from)["model"])
+                log.info("initialised %d tensors from %s; %d new (%s)", copied, cfg.run.init_from, len(fresh),
+                         ", ".join(fresh[:4]) + (" ..." if len(fresh) > 4 else ""))
+        grid_idx = np.linspace(0, len(self.val_set) - 1, min(cfg.train.grid_size, len(self.val_set))).astype(int)
         self.grid_batch = collate([self.val_set[int(i)] for i in grid_idx])
         self.runlog = RunLog(self.run_dir, self.step if ckpt else None)
         self.stop_requested = False
 
     # ------------------------------------------------------------------ state
 
+    def _build_stage(self, stage: Stage, previous: ALN | None = None) -> None:
+        """The model, objective and optimisers of ``stage``; from ``previous``'s weights when given."""
+        self.stage = stage
+        mcfg = dataclasses.replace(self.cfg.model, variant=stage.model_variant)
+        self.model = ALN(mcfg, self.audio_dim).to(self.device)
+        if previous is not None:
+            copied, fresh = self.model.start_from_stage(previous.state_dict())
+            log.info("stage %s: %d tensors from the previous stage, %d new (%s)", stage.name, copied, len(fresh),
+                     ", ".join(fresh[:4]) + (" ..." if len(fresh) > 4 else ""))
+        self.objective = ALNObjective(self.model, self.cfg.loss, self.balance.to(self.device))
+        t = self.cfg.train
+        betas = (t.beta1, t.beta2)
+        self.opt_d = (torch.optim.Adam(self.model.cd.parameters(), lr=t.lr_d, betas=betas)
+                      if stage.trains_critic else None)
+        self.opt_g = (torch.optim.Adam(self.model.aeg.parameters(), lr=t.lr_g, betas=betas)
+                      if self.model.aeg else None)
+        self.best_score, self.best_step = -float("inf"), -1   # best.pt is chosen within a stage
+        if t.compile:
+            self._compile()
+
     def _restore(self, ckpt: dict) -> None:
         load_weights(self.model, ckpt["model"], self.cfg.run.resume)
-        self.opt_d.load_state_dict(ckpt["opt_d"])
+        if self.opt_d:
+            self.opt_d.load_state_dict(ckpt["opt_d"])
         if self.opt_g:
             self.opt_g.load_state_dict(ckpt["opt_g"])
         restore_rng_state(ckpt["rng"])
         self.step, self.best_score, self.best_step = ckpt["step"], ckpt["best_score"], ckpt["best_step"]
-        log.info("resumed from %s at step %d", self.cfg.run.resume, self.step)
+        log.info("resumed from %s at step %d (stage %s)", self.cfg.run.resume, self.step, self.stage.name)
 
     def _compile(self) -> None:
         """Compile the AEG; the CD too unless WGAN-GP needs its double backward, which compile lacks."""
@@ -186,10 +236,11 @@ class Trainer:
         return {
             "step": self.step,
             "config": to_dict(self.cfg),
-            "variant": self.cfg.model.variant,
+            "stage": self.stage.index,
+            "variant": self.stage.model_variant,   # the weights' variant (config's model.variant is the run's last)
             "audio_dim": self.audio_dim,
             "model": self.model.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
+            "opt_d": self.opt_d.state_dict() if self.opt_d else {},
             "opt_g": self.opt_g.state_dict() if self.opt_g else {},
             "rng": rng_state(),
             "audio_stats": self.standardiser.state_dict(),
@@ -206,37 +257,62 @@ class Trainer:
         save_checkpoint(path, self.state())
         return path
 
+    def enter_next_stage(self) -> None:
+        """Stage boundary: build the next stage's model from this one's weights, with fresh optimisers."""
+        previous = self.model
+        self._build_stage(self.plan[self.stage.index + 1], previous)
+        self.runlog.stage(self.step, self.stage)
+        log.info("stage %s: steps %d..%d", self.stage.name, self.stage.start + 1, self.stage.end)
+
     # ------------------------------------------------------------------ steps
 
     def set_learning_rates(self) -> None:
-        """The LR schedule is a pure function of the step (stored in every checkpoint): no scheduler state."""
-        t = self.cfg.train
-        factor = lr_factor(self.step, t.max_steps, t.lr_decay_from)
+        """Per-stage schedule, a pure function of the step (stored in every checkpoint): no scheduler state."""
+        t, stage = self.cfg.train, self.stage
+        factor = lr_factor(self.step - stage.start, stage.steps, t.lr_decay_from)
         for opt, base in ((self.opt_d, t.lr_d), (self.opt_g, t.lr_g)):
             for group in opt.param_groups if opt else ():
                 group["lr"] = base * factor
 
     def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
-        """One iteration: a D step, and a G step every n_critic iterations."""
-        m, obj = self.model, self.objective
+        """One iteration: a D step, and a G step every n_critic iterations (a denoise stage: an AEG step)."""
+        m, obj, t = self.model, self.objective, self.cfg.train
         self.set_learning_rates()
-        with autocast(self.device, self.cfg.train.amp):
+        if not self.stage.trains_critic:
+            with autocast(self.device, t.amp):
+                loss, logs = obj.denoise_loss(batch)
+            self.opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt_g.step()
+            return logs
+        with autocast(self.device, t.amp):
             d_loss, logs = obj.discriminator_loss(batch)
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
         logs["D/loss"] = d_loss.detach()
-        if m.aeg is not None and (self.step + 1) % self.cfg.train.n_critic == 0:
+        if m.aeg is not None and (self.step + 1) % t.n_critic == 0:
             set_requires_grad(m.cd, False)
-            with autocast(self.device, self.cfg.train.amp):
-                g_loss, g_logs = obj.generator_loss(batch)
+            with autocast(self.device, t.amp):
+                terms, g_logs = obj.generator_terms(batch)
+            g_loss = sum(terms.values())
             self.opt_g.zero_grad(set_to_none=True)
+            if self._last_g_step_before_log():
+                g_logs.update(term_gradient_norms(terms, list(m.aeg.parameters())))
             g_loss.backward()
             self.opt_g.step()
             set_requires_grad(m.cd, True)
-            logs.update(g_logs)
-            logs["G/loss"] = g_loss.detach()
+            g_logs["G/loss"] = g_loss.detach()
+            self._last_g_logs = g_logs
+        logs.update(self._last_g_logs)   # G/... of the latest G step, so every log step shows them
         return logs
+
+    def _last_g_step_before_log(self) -> bool:
+        """True for the G step after which no other G step comes before the next log step."""
+        t = self.cfg.train
+        done = self.step + 1
+        next_log = min(-(-done // t.log_every) * t.log_every, self.stage.end)
+        return next_log - done < t.n_critic
 
     def validate(self) -> dict[str, dict[str, float]]:
         loader = eval_loader(self.val_set, self.cfg.data.eval_batch_size)
@@ -245,11 +321,15 @@ class Trainer:
             raise FloatingPointError(f"validation predictions are not finite at step {self.step}")
         scores = preds.scores("population")
         values = {f"val/{m}_{dim}": scores[dim][m] for dim in scores for m in ("ccc", "pcc", "rmse")}
-        if preds.pred_degraded is not None:
-            deg = score_va(preds.pred_degraded, preds.gold)
-            values.update({f"val_degraded/ccc_{dim}": deg[dim]["ccc"] for dim in deg})
-            values["val/psnr_restored"] = preds.psnr_restored
-            values["val/psnr_degraded"] = preds.psnr_degraded
+        for view, pred in preds.views().items():
+            values.update({f"{VIEW_TAGS[view]}/ccc_{dim}": s["ccc"] for dim, s in score_va(pred, preds.gold).items()})
+        if preds.psnr_restored is not None:
+            values.update({"val/psnr_restored": preds.psnr_restored, "val/psnr_degraded": preds.psnr_degraded,
+                           "val/ssim_restored": preds.ssim_restored, "val/ssim_degraded": preds.ssim_degraded})
+        if self.restoration_sets:
+            table = restoration_scores(self.model, self.restoration_sets, self.device, self.cfg.data.eval_batch_size)
+            values.update(flat_restoration_tags(table))
+        values["stage"] = self.stage.index
         self.runlog.scalars(self.step, values)
         w = self.runlog.writer
         w.add_histogram("val/pred_valence", preds.pred[:, 0], self.step)
@@ -273,31 +353,41 @@ class Trainer:
         postfix: dict[str, str] = {}
         last_val: dict[str, float] = {}
         self.model.train()
+        if self.step == self.stage.start:
+            self.runlog.stage(self.step, self.stage)
         started = time.time()
         try:
             while self.step < t.max_steps:
+                if self.step >= self.stage.end:
+                    self.enter_next_stage()
+                    self.model.train()
+                bar.set_description(f"{self.stage.name}", refresh=False)
                 batch = {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
                          for k, v in next(stream).items()}
                 logs = self.train_step(batch)
                 self.step += 1
                 bar.update(1)
-                if self.step % t.log_every == 0 or self.step == t.max_steps:
+                stage_done = self.step == self.stage.end
+                if self.step % t.log_every == 0 or stage_done:
                     values = {k: float(v) for k, v in logs.items()}
                     if not all(np.isfinite(v) for v in values.values()):
                         bad = next(k for k, v in values.items() if not np.isfinite(v))
                         raise FloatingPointError(f"{bad} is not finite at step {self.step}")
-                    values["lr/d"] = self.opt_d.param_groups[0]["lr"]
+                    values["lr/g" if self.opt_d is None else "lr/d"] = (self.opt_d or self.opt_g).param_groups[0]["lr"]
+                    values["stage"] = self.stage.index
                     self.runlog.scalars(self.step, values)
-                    postfix.update({k: f"{values[k]:.3f}" for k in ("D/loss", "G/loss") if k in values})
-                if self.step % t.eval_every == 0 or self.step == t.max_steps:
+                    postfix.update({k: f"{values[k]:.3f}" for k in ("D/loss", "G/loss", "G/denoise") if k in values})
+                if self.step % t.eval_every == 0 or stage_done:
                     scores = self.validate()
                     last_val = {d: scores[d]["ccc"] for d in scores}
                     postfix["val_ccc"] = f"V {last_val['valence']:.3f} A {last_val['arousal']:.3f}"
                     score = float(np.mean(list(last_val.values())))
-                    if score > self.best_score:
+                    if self.stage.trains_critic and score > self.best_score:
                         self.best_score, self.best_step = score, self.step
                         self.save("best.pt")
                     self.save("last.pt")
+                    if stage_done and not self.stage.is_last:
+                        shutil.copyfile(self.run_dir / "last.pt", self.run_dir / f"stage{self.stage.name}.pt")
                 bar.set_postfix(postfix, refresh=False)
                 if self.stop_requested:
                     path = self.save("last.pt")

@@ -91,7 +91,8 @@ class AffectFrameDataset(Dataset):
     def locate(self, index: int) -> tuple[VideoRecord, int]:
         return self.records[self._video_of[index]], int(self._frame_of[index])
 
-    def _resize(self, image: np.ndarray) -> np.ndarray:
+    def resize(self, image: np.ndarray) -> np.ndarray:
+        """Square ``image_size`` crop (INTER_AREA), or the image itself when it has that size already."""
         if image.shape[0] == self.image_size and image.shape[1] == self.image_size:
             return image
         return cv2.resize(image, (self.image_size, self.image_size), interpolation=cv2.INTER_AREA)
@@ -103,7 +104,7 @@ class AffectFrameDataset(Dataset):
         record, frame = self.locate(int(index))
         image = read_rgb(record.image_path(frame))
         sample = {
-            "face": to_tensor(self._resize(image)),
+            "face": to_tensor(self.resize(image)),
             "va": torch.from_numpy(record.labels[frame - 1].copy()),
             "audio": torch.from_numpy(self.audio[record.name][frame - 1]) if self.audio
             else torch.zeros(0),
@@ -115,5 +116,5 @@ class AffectFrameDataset(Dataset):
         if self.degrader is not None:
             if seed is None:
                 raise ValueError("a degrading dataset needs a per-sample seed: index it with (index, seed)")
-            sample["face_degraded"] = to_tensor(self._resize(self.degrader(image, int(seed))))
+            sample["face_degraded"] = to_tensor(self.resize(self.degrader(image, int(seed))))
         return sample

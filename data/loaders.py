@@ -8,6 +8,7 @@ an interrupted run resumes bit-exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 from collections.abc import Iterator
@@ -20,8 +21,8 @@ from torch.utils.data import DataLoader, Sampler
 
 from data.affwild2 import VideoRecord, index_split
 from data.audio import AudioConfig, AudioStandardiser, video_audio_features
-from data.dataset import AffectFrameDataset
-from data.degrade import DegradeConfig, Degrader
+from data.dataset import AffectFrameDataset, read_rgb, to_tensor
+from data.degrade import ARTEFACTS, DegradeConfig, Degrader
 from data.demo import DemoSpec, default_demo_root, ensure_demo_dataset
 from data.errors import DataError
 from data.sewa import SewaConfig, index_sewa, split_recordings
@@ -133,6 +134,27 @@ def build_dataset(split: SplitData, image_size: int, degrade: DegradeConfig | No
                   fixed_seed_base: int | None = None) -> AffectFrameDataset:
     degrader = Degrader(degrade) if degrade is not None else None
     return AffectFrameDataset(split.records, image_size, split.audio, degrader, fixed_seed_base)
+
+
+def restoration_sets(split: SplitData, image_size: int, degrade: DegradeConfig, frames: int = 256,
+                     seed_base: int = VAL_SEED_BASE) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Fixed (clean, degraded) batches for restoration scores: each artefact alone, and all of them mixed.
+
+    ``frames`` frames spread evenly over the split are degraded by blur, noise, downscale and colour alone
+    (at the configured strengths) and by the training mix without its clean share (``all``), with seeds
+    fixed by the frame's position, so every evaluation scores the same degraded faces. Tensors are
+    (frames, 3, image_size, image_size) in [-1, 1].
+    """
+    plain = build_dataset(split, image_size, None)
+    picks = np.linspace(0, len(plain) - 1, min(frames, len(plain))).astype(int)
+    images = [read_rgb(record.image_path(frame)) for record, frame in (plain.locate(int(i)) for i in picks)]
+    clean = torch.stack([to_tensor(plain.resize(image)) for image in images])
+    degrader = Degrader(dataclasses.replace(degrade, enabled=True, clean_share=0.0))
+    makers = {name: degrader.single(name) for name in ARTEFACTS}
+    makers["all"] = degrader
+    return {name: (clean, torch.stack([to_tensor(plain.resize(make(image, seed_base + k)))
+                                       for k, image in enumerate(images)]))
+            for name, make in makers.items()}
 
 
 class ResumableShuffleSampler(Sampler):

@@ -80,17 +80,24 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 def model_from_checkpoint(payload: dict[str, Any]):
     """Rebuild the :class:`~gan.models.ALN` a checkpoint was trained with and load its weights.
 
-    The architecture comes from the checkpoint's own config (``config["model"]``) and ``audio_dim``.
+    The architecture comes from the checkpoint's own config (``config["model"]``) and ``audio_dim``; the
+    variant is the one of the weights (:func:`checkpoint_variant`), which differs from the run's final
+    ``model.variant`` in the checkpoints of an earlier progressive-training stage.
     """
     from gan.models import ALN, ModelConfig  # local: keeps this module importable without building models
 
     try:
-        model_cfg = ModelConfig(**payload["config"]["model"])
+        model_cfg = ModelConfig(**{**payload["config"]["model"], "variant": checkpoint_variant(payload)})
         model = ALN(model_cfg, int(payload.get("audio_dim", 0)))
     except (TypeError, ValueError, KeyError) as exc:
         raise CheckpointError(f"checkpoint config does not describe a model this version can build ({exc})") from exc
     load_weights(model, payload["model"], "checkpoint")
     return model
+
+
+def checkpoint_variant(payload: dict[str, Any]) -> str:
+    """The ALN variant of the weights a checkpoint holds (an earlier stage's, or the run's model.variant)."""
+    return str(payload.get("variant") or payload["config"]["model"]["variant"])
 
 
 def load_weights(model, state: dict[str, torch.Tensor], source: str) -> None:

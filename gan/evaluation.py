@@ -14,8 +14,15 @@ import numpy as np
 import torch
 from torchvision.utils import make_grid
 
-from gan.metrics import psnr, score_va
+from gan.metrics import psnr, score_va, ssim
 from gan.models import ALN
+
+#: TensorBoard / metrics.jsonl section of each extra V/A view of validation (the headline is ``val/``)
+VIEW_TAGS = {
+    "clean_input": "val_clean_input",        # CD on the clean face with its z: what D is trained on
+    "degraded": "val_degraded",              # test path on the degraded face: AEG cleans it, CD scores
+    "degraded_no_aeg": "val_degraded_no_aeg",  # CD straight on the degraded face with its z, no cleaning
+}
 
 
 def autocast(device: torch.device, enabled: bool):
@@ -36,9 +43,19 @@ class Predictions:
     pred_degraded: np.ndarray | None = None   # (N, 2) on degraded inputs, when the batches carry them
     psnr_restored: float | None = None        # PSNR(AEG(degraded), clean)
     psnr_degraded: float | None = None        # PSNR(degraded, clean), the no-restoration reference
+    ssim_restored: float | None = None
+    ssim_degraded: float | None = None
+    pred_clean_input: np.ndarray | None = None      # (N, 2) CD on the clean face with its z (no AEG pass)
+    pred_degraded_no_aeg: np.ndarray | None = None  # (N, 2) CD on the degraded face with its z (no AEG pass)
 
     def scores(self, convention: str = "population") -> dict[str, dict[str, float]]:
         return score_va(self.pred, self.gold, convention)
+
+    def views(self) -> dict[str, np.ndarray]:
+        """The extra V/A views that were computed, keyed as in :data:`VIEW_TAGS`."""
+        views = {"clean_input": self.pred_clean_input, "degraded": self.pred_degraded,
+                 "degraded_no_aeg": self.pred_degraded_no_aeg}
+        return {k: v for k, v in views.items() if v is not None}
 
 
 def _to(batch: dict, device: torch.device) -> dict:
@@ -47,42 +64,83 @@ def _to(batch: dict, device: torch.device) -> dict:
 
 @torch.no_grad()
 def predict_batches(model: ALN, batches: Iterable[dict], device: torch.device, amp: bool = True) -> Predictions:
-    """Run the test-time path over ``batches``; with ``face_degraded`` present also score robustness.
+    """Run the test-time path over ``batches``; also the other V/A views and, on degraded input, restoration.
 
-    For batches with degraded faces it records V/A predicted from the degraded input and the PSNR of the
-    restored and of the degraded images against the clean ones (per image, averaged over frames).
+    Views (see :data:`VIEW_TAGS`): the CD on the clean face with its own z (its training input), and, for
+    batches with degraded faces, the test path on the degraded face and the CD on the degraded face without
+    the AEG's cleaning. Restoration: PSNR and SSIM of the restored and of the degraded images against the
+    clean ones (per image, averaged over frames). Without an AEG the views coincide with the headline.
     """
     was_training = model.training
     model.eval()
-    preds, golds, preds_deg, videos, frames = [], [], [], [], []
-    psnr_restored_sum = psnr_degraded_sum = 0.0
-    n_deg = 0
+    out: dict[str, list] = {k: [] for k in ("pred", "gold", "clean_input", "degraded", "degraded_no_aeg")}
+    sums = {"psnr_restored": 0.0, "psnr_degraded": 0.0, "ssim_restored": 0.0, "ssim_degraded": 0.0}
+    videos, frames, n_deg = [], [], 0
     try:
         for batch in batches:
             batch = _to(batch, device)
             audio = batch.get("audio")
             with autocast(device, amp):
-                preds.append(model.predict(batch["face"], audio).float().cpu())
+                face = batch["face"]
+                restored, z = model.restore(face)
+                out["pred"].append(model.critic(restored, z, audio)[1].float().cpu())
+                # the z of the clean face is the one its AEG pass just computed
+                out["clean_input"].append(model.critic(face, z, audio)[1].float().cpu())
                 if "face_degraded" in batch:
                     degraded = batch["face_degraded"]
-                    restored, z = model.restore(degraded)
-                    preds_deg.append(model.critic(restored, z, audio)[1].float().cpu())
+                    restored_deg, z_deg = model.restore(degraded)
+                    out["degraded"].append(model.critic(restored_deg, z_deg, audio)[1].float().cpu())
+                    out["degraded_no_aeg"].append(model.critic(degraded, z_deg, audio)[1].float().cpu())
                     b = degraded.shape[0]
-                    clean = batch["face"].float().cpu().numpy()
-                    psnr_restored_sum += b * psnr(restored.float().clamp(-1, 1).cpu().numpy(), clean)
-                    psnr_degraded_sum += b * psnr(degraded.float().cpu().numpy(), clean)
+                    clean = face.float().cpu().numpy()
+                    rest = restored_deg.float().clamp(-1, 1).cpu().numpy()
+                    deg = degraded.float().cpu().numpy()
+                    sums["psnr_restored"] += b * psnr(rest, clean)
+                    sums["psnr_degraded"] += b * psnr(deg, clean)
+                    sums["ssim_restored"] += b * ssim(rest, clean)
+                    sums["ssim_degraded"] += b * ssim(deg, clean)
                     n_deg += b
-            golds.append(batch["va"].float().cpu())
+            out["gold"].append(batch["va"].float().cpu())
             videos.extend(batch.get("video", []))
             frames.extend(int(f) for f in batch.get("frame", []))
     finally:
         model.train(was_training)
-    out = Predictions(torch.cat(preds).numpy(), torch.cat(golds).numpy(), videos, frames)
+    cat = {k: torch.cat(v).numpy() if v else None for k, v in out.items()}
+    result = Predictions(cat["pred"], cat["gold"], videos, frames, pred_clean_input=cat["clean_input"])
     if n_deg:
-        out.pred_degraded = torch.cat(preds_deg).numpy()
-        out.psnr_restored = psnr_restored_sum / n_deg
-        out.psnr_degraded = psnr_degraded_sum / n_deg
-    return out
+        result.pred_degraded, result.pred_degraded_no_aeg = cat["degraded"], cat["degraded_no_aeg"]
+        for key, total in sums.items():
+            setattr(result, key, total / n_deg)
+    return result
+
+
+@torch.no_grad()
+def restoration_scores(model: ALN, sets: dict[str, tuple[torch.Tensor, torch.Tensor]], device: torch.device,
+                       batch_size: int = 128) -> dict[str, dict[str, float]]:
+    """PSNR and SSIM of degraded and restored faces against the clean ones, per artefact set.
+
+    ``sets`` maps an artefact name (blur, noise, downscale, colour, all) to (clean, degraded) batches in
+    [-1, 1] (see ``data.loaders.restoration_sets``). Returns ``{artefact: {"psnr_degraded", "psnr_restored",
+    "ssim_degraded", "ssim_restored"}}``; without an AEG the restored face is the degraded one.
+    """
+    was_training = model.training
+    model.eval()
+    table = {}
+    try:
+        for name, (clean, degraded) in sets.items():
+            restored = torch.cat([model.restore(degraded[i:i + batch_size].to(device))[0].float().clamp(-1, 1).cpu()
+                                  for i in range(0, len(degraded), batch_size)]).numpy()
+            c, d = clean.numpy(), degraded.numpy()
+            table[name] = {"psnr_degraded": psnr(d, c), "psnr_restored": psnr(restored, c),
+                           "ssim_degraded": ssim(d, c), "ssim_restored": ssim(restored, c)}
+    finally:
+        model.train(was_training)
+    return table
+
+
+def flat_restoration_tags(table: dict[str, dict[str, float]]) -> dict[str, float]:
+    """``restoration/psnr_restored_blur``-style scalar tags of a :func:`restoration_scores` table."""
+    return {f"restoration/{metric}_{name}": value for name, row in table.items() for metric, value in row.items()}
 
 
 @torch.no_grad()

@@ -71,6 +71,23 @@ def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).abs().mean()
 
 
+def term_gradient_norms(terms: dict[str, torch.Tensor], params: Sequence[torch.Tensor],
+                        prefix: str = "G/gradnorm_") -> dict[str, torch.Tensor]:
+    """L2 norm of each (weighted) loss term's gradient on ``params``, e.g. the AEG's weights.
+
+    Shows which term steers the generator (a user reads ``G/gradnorm_adv`` against ``G/gradnorm_denoise``).
+    The graph is retained, so the caller still backpropagates the sum afterwards.
+    """
+    params = [p for p in params if p.requires_grad]
+    out = {}
+    for name, term in terms.items():
+        grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
+        sq = sum((g.detach().float().pow(2).sum() for g in grads if g is not None),
+                 torch.zeros((), device=params[0].device))
+        out[f"{prefix}{name}"] = sq.sqrt()
+    return out
+
+
 # --------------------------------------------------------------------------- affect
 
 

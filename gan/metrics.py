@@ -124,3 +124,39 @@ def psnr(restored: np.ndarray, reference: np.ndarray, data_range: float = 2.0) -
     with np.errstate(divide="ignore"):
         values = np.where(mse > 0, 10.0 * np.log10(data_range**2 / np.maximum(mse, 1e-300)), 100.0)
     return float(np.minimum(values, 100.0).mean())
+
+
+def _gaussian_filter(x: np.ndarray, sigma: float, radius: int) -> np.ndarray:
+    """Separable Gaussian filter over the last two axes, 'valid' region only (no padding artefacts)."""
+    t = np.arange(-radius, radius + 1, dtype=np.float64)
+    k = np.exp(-0.5 * (t / sigma) ** 2)
+    k /= k.sum()
+    width = 2 * radius + 1
+    rows = np.lib.stride_tricks.sliding_window_view(x, width, axis=-2) @ k
+    return np.lib.stride_tricks.sliding_window_view(rows, width, axis=-1) @ k
+
+
+def ssim(restored: np.ndarray, reference: np.ndarray, data_range: float = 2.0) -> float:
+    """Structural similarity (Wang et al. 2004) of two image batches, averaged over images and channels.
+
+    Gaussian window (sigma 1.5, 11x11), K1 = 0.01, K2 = 0.03, sample covariances, mean over the valid
+    region: the settings of ``skimage.metrics.structural_similarity(..., gaussian_weights=True,
+    use_sample_covariance=False, data_range=...)``, which the tests compare against. Images are
+    (B, C, H, W) or (C, H, W) in a range of width ``data_range`` (default [-1, 1]).
+    """
+    a = np.asarray(restored, dtype=np.float64)
+    b = np.asarray(reference, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"image shapes differ: {a.shape} vs {b.shape}")
+    if a.ndim == 3:
+        a, b = a[None], b[None]
+    if min(a.shape[-2:]) < 11:
+        raise ValueError(f"SSIM needs images of at least 11x11 pixels, got {a.shape[-2:]}")
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    blur = lambda x: _gaussian_filter(x, 1.5, 5)  # noqa: E731
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a**2
+    var_b = blur(b * b) - mu_b**2
+    cov = blur(a * b) - mu_a * mu_b
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return float(s.mean(axis=(-2, -1)).mean())

@@ -3,10 +3,14 @@
 * :class:`AEG` — StarGAN-style auto-encoder generator: conv 7x7, two stride-2 downsamplings, residual
   bottleneck, two transposed-conv upsamplings, conv 7x7 + tanh; instance norm + ReLU; no U-Net skips, so
   everything the decoder needs passes through the bottleneck, whose feature map is the latent ``z``.
+  Its normalisation is configurable (``model.g_norm``): StarGAN's instance norm erases each image's
+  channel means and contrasts, i.e. the colours a restoration must give back, and measured worse on
+  unseen faces (README, "Why the generator did not restore"); the default is no normalisation.
 * :class:`CD` — conditional discriminator: a stack of stride-2 4x4 convs with LeakyReLU and no norm
   (StarGAN's D). Audio enters as one extra input channel (a linear map of the eGeMAPS vector to H*W values,
   "a single 2D kernel"); ``z`` is concatenated with the trunk's feature map of the same resolution (H/4)
-  and a 1x1 conv brings the width back. Two heads: a PatchGAN real/fake map and V/A bounded by tanh.
+  and a 1x1 conv (no activation) brings the width back; that fusion can start as the exact identity on
+  the trunk, which makes the progressive ``aeg_cd`` -> ``aeg_cd_sz`` transfer function-preserving. Two heads: a PatchGAN real/fake map and V/A bounded by tanh.
 * :class:`ALN` — one pair of (AEG, CD) built from :class:`ModelConfig`; the variants ``disc``, ``aeg_cd``
   and ``aeg_cd_sz`` only switch parts on and off (DESIGN §4), they are not separate classes.
 """
@@ -20,6 +24,7 @@ import torch
 from torch import nn
 
 VARIANTS = ("disc", "aeg_cd", "aeg_cd_sz")
+G_NORMS = ("none", "instance")
 
 
 @dataclass
@@ -30,6 +35,7 @@ class ModelConfig:
     image_size: int = 128         # square face crops are resized to this
     g_conv_dim: int = 64          # AEG width after the first conv (StarGAN: 64)
     g_res_blocks: int = 6         # residual blocks in the AEG bottleneck (StarGAN: 6)
+    g_norm: str = "none"          # AEG normalisation: none | instance (StarGAN's; loses colours, see README)
     d_conv_dim: int = 64          # CD width after the first conv (StarGAN: 64)
     d_layers: int = 0             # stride-2 convs in CD; 0 = log2(image_size) - 1 (2x2 patches at 128 px)
 
@@ -38,6 +44,8 @@ class ModelConfig:
             raise ValueError(f"model.variant must be one of {VARIANTS}, got {self.variant!r}")
         if self.image_size < 16 or self.image_size % 4:
             raise ValueError(f"model.image_size must be a multiple of 4 and at least 16, got {self.image_size}")
+        if self.g_norm not in G_NORMS:
+            raise ValueError(f"model.g_norm must be one of {G_NORMS}, got {self.g_norm!r}")
         for key in ("g_conv_dim", "g_res_blocks", "d_conv_dim"):
             if getattr(self, key) < 1:
                 raise ValueError(f"model.{key} must be positive, got {getattr(self, key)}")
@@ -57,47 +65,54 @@ class ModelConfig:
         return self.d_layers or int(math.log2(self.image_size)) - 1
 
 
-class ResidualBlock(nn.Module):
-    """Conv-IN-ReLU-Conv-IN with identity shortcut (StarGAN bottleneck)."""
+def _norm(kind: str, channels: int) -> list[nn.Module]:
+    return [nn.InstanceNorm2d(channels, affine=True)] if kind == "instance" else []
 
-    def __init__(self, channels: int):
+
+class ResidualBlock(nn.Module):
+    """Conv-norm-ReLU-Conv-norm with identity shortcut (StarGAN bottleneck)."""
+
+    def __init__(self, channels: int, norm: str = "instance"):
         super().__init__()
+        with_norm = norm == "instance"
         self.body = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, 1, 1, bias=False),
-            nn.InstanceNorm2d(channels, affine=True),
+            nn.Conv2d(channels, channels, 3, 1, 1, bias=not with_norm),
+            *_norm(norm, channels),
             nn.ReLU(inplace=True),
-            nn.Conv2d(channels, channels, 3, 1, 1, bias=False),
-            nn.InstanceNorm2d(channels, affine=True),
+            nn.Conv2d(channels, channels, 3, 1, 1, bias=not with_norm),
+            *_norm(norm, channels),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
 
 
-def _conv_in_relu(cin: int, cout: int, k: int, s: int, p: int, transpose: bool = False) -> list[nn.Module]:
-    conv = (nn.ConvTranspose2d if transpose else nn.Conv2d)(cin, cout, k, s, p, bias=False)
-    return [conv, nn.InstanceNorm2d(cout, affine=True), nn.ReLU(inplace=True)]
+def _conv_norm_relu(cin: int, cout: int, k: int, s: int, p: int, norm: str,
+                    transpose: bool = False) -> list[nn.Module]:
+    # a conv followed by a norm needs no bias (the norm removes it); without a norm it does
+    conv = (nn.ConvTranspose2d if transpose else nn.Conv2d)(cin, cout, k, s, p, bias=norm != "instance")
+    return [conv, *_norm(norm, cout), nn.ReLU(inplace=True)]
 
 
 class AEG(nn.Module):
     """Auto-encoder generator: degraded face in [-1, 1] -> (restored face, latent z).
 
-    Instance norm keeps no running statistics, so train and eval modes compute the same function.
+    Neither choice of ``norm`` keeps running statistics, so train and eval modes compute the same function.
     """
 
-    def __init__(self, conv_dim: int = 64, res_blocks: int = 6):
+    def __init__(self, conv_dim: int = 64, res_blocks: int = 6, norm: str = "instance"):
         super().__init__()
         d = conv_dim
         self.encoder = nn.Sequential(
-            *_conv_in_relu(3, d, 7, 1, 3),
-            *_conv_in_relu(d, 2 * d, 4, 2, 1),
-            *_conv_in_relu(2 * d, 4 * d, 4, 2, 1),
-            *[ResidualBlock(4 * d) for _ in range(res_blocks)],
+            *_conv_norm_relu(3, d, 7, 1, 3, norm),
+            *_conv_norm_relu(d, 2 * d, 4, 2, 1, norm),
+            *_conv_norm_relu(2 * d, 4 * d, 4, 2, 1, norm),
+            *[ResidualBlock(4 * d, norm) for _ in range(res_blocks)],
         )
         self.decoder = nn.Sequential(
-            *_conv_in_relu(4 * d, 2 * d, 4, 2, 1, transpose=True),
-            *_conv_in_relu(2 * d, d, 4, 2, 1, transpose=True),
-            nn.Conv2d(d, 3, 7, 1, 3, bias=False),
+            *_conv_norm_relu(4 * d, 2 * d, 4, 2, 1, norm, transpose=True),
+            *_conv_norm_relu(2 * d, d, 4, 2, 1, norm, transpose=True),
+            nn.Conv2d(d, 3, 7, 1, 3, bias=norm != "instance"),
             nn.Tanh(),
         )
         self.latent_channels = 4 * d
@@ -137,8 +152,7 @@ class CD(nn.Module):
         # z lives at H/4: after the second stride-2 block.
         self.fuse_after = 1
         fused_width = conv_dim * 2
-        self.fuse = (nn.Sequential(nn.Conv2d(fused_width + latent_channels, fused_width, 1), act)
-                     if latent_channels else None)
+        self.fuse = nn.Conv2d(fused_width + latent_channels, fused_width, 1) if latent_channels else None
         self.adv_head = nn.Conv2d(cin, 1, 3, 1, 1, bias=False)
         self.va_head = nn.Conv2d(cin, 2, size, 1, 0, bias=False)
         self.final_size = size
@@ -161,6 +175,22 @@ class CD(nn.Module):
         va = torch.tanh(self.va_head(h).flatten(1))
         return self.adv_head(h), va
 
+    @torch.no_grad()
+    def start_new_inputs_as_noop(self) -> None:
+        """Make the audio plane and z exact no-ops: the CD then computes what the CD without them did.
+
+        The first conv's weights on the audio channel become zero and the fusion becomes [identity | 0]
+        (trunk passed through unchanged, z ignored). Gradients still reach those weights (the audio plane
+        and z are non-zero), so the new inputs are learnt from the first step of the new stage.
+        """
+        if self.audio_map is not None:
+            self.blocks[0][0].weight[:, 3:].zero_()
+        if self.fuse is not None:
+            width = self.fuse.out_channels
+            self.fuse.weight.zero_()
+            self.fuse.weight[:, :width, 0, 0].copy_(torch.eye(width))
+            self.fuse.bias.zero_()
+
 
 class ALN(nn.Module):
     """AEG + CD configured by :class:`ModelConfig`.
@@ -173,7 +203,7 @@ class ALN(nn.Module):
         super().__init__()
         cfg.validate()
         self.cfg = cfg
-        self.aeg = AEG(cfg.g_conv_dim, cfg.g_res_blocks) if cfg.uses_aeg else None
+        self.aeg = AEG(cfg.g_conv_dim, cfg.g_res_blocks, cfg.g_norm) if cfg.uses_aeg else None
         sz = cfg.uses_latent_and_audio
         if sz and audio_dim <= 0:
             raise ValueError("variant aeg_cd_sz needs audio features (audio_dim > 0)")
@@ -196,6 +226,20 @@ class ALN(nn.Module):
         if not self.conditions_on_latent:
             return self.cd(image)
         return self.cd(image, z, audio)
+
+    def start_from_stage(self, state: dict[str, torch.Tensor]) -> tuple[int, list[str]]:
+        """Progressive training: take the weights of the previous stage's ALN, function-preservingly.
+
+        Tensors with the same name and shape are copied; the CD's first conv keeps the old kernel for the
+        image channels; parts the previous stage did not have (audio map, latent fusion) start as exact
+        no-ops, so this model's first outputs equal the previous stage's. Returns (copied, new names).
+        """
+        from gan.checkpoint import transfer_weights  # local: checkpoint I/O imports models lazily too
+
+        copied, fresh = transfer_weights(self, state)
+        if any(name.startswith(("cd.fuse", "cd.audio_map")) for name in fresh):
+            self.cd.start_new_inputs_as_noop()
+        return copied, fresh
 
     @torch.no_grad()
     def predict(self, face: torch.Tensor, audio: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,0 +1,107 @@
+"""Progressive training: the stages of one run, their step ranges and what each of them trains.
+
+The paper trains its models progressively (§III-E: "we first train both generator and discriminator
+together, and proceed by adding the extracted latent z alongside the audio"; §V: "progressive training on
+our generator"), and its degradations come from the authors' denoising auto-encoder work, which pre-trains
+the auto-encoder on a direct reconstruction loss. A run is therefore a list of stages::
+
+    train.stages: [{variant: denoise, steps: 300}, {variant: aeg_cd, steps: 500}, {variant: aeg_cd_sz}]
+
+* ``denoise`` trains the AEG alone on L1(AEG(degraded), clean); no discriminator step.
+* ``disc`` | ``aeg_cd`` | ``aeg_cd_sz`` train the ALN variant of that name (D and G steps).
+
+Each stage starts from the previous stage's weights (``ALN.start_from_stage``: new inputs start as exact
+no-ops, so the first outputs of a stage equal the last outputs of the one before). Steps are global: stage
+*k* covers iterations ``[start, end)``; the last stage's ``steps`` may be 0, meaning "until
+``train.max_steps``", so a longer run only needs a larger ``train.max_steps``. Without stages a run is one
+stage of ``model.variant`` from scratch.
+
+Example:
+    >>> plan = plan_stages([StageConfig("denoise", 10), StageConfig("aeg_cd_sz")], "aeg_cd_sz", 30)
+    >>> [(s.variant, s.start, s.end) for s in plan]
+    [('denoise', 0, 10), ('aeg_cd_sz', 10, 30)]
+    >>> stage_at(plan, 10).variant
+    'aeg_cd_sz'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gan.models import VARIANTS
+
+STAGE_VARIANTS = ("denoise", *VARIANTS)
+
+
+@dataclass
+class StageConfig:
+    """One stage as written in the config."""
+
+    variant: str = "aeg_cd_sz"   # denoise | disc | aeg_cd | aeg_cd_sz
+    steps: int = 0               # iterations of this stage; 0 (last stage only) = until train.max_steps
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the resolved plan: iterations ``start`` (inclusive) to ``end`` (exclusive)."""
+
+    index: int
+    variant: str
+    start: int
+    end: int
+    is_last: bool
+
+    @property
+    def name(self) -> str:
+        return f"{self.index}-{self.variant}"
+
+    @property
+    def model_variant(self) -> str:
+        """The ALN variant built for this stage (a denoise stage carries an untrained aeg_cd critic)."""
+        return "aeg_cd" if self.variant == "denoise" else self.variant
+
+    @property
+    def trains_critic(self) -> bool:
+        return self.variant != "denoise"
+
+    @property
+    def steps(self) -> int:
+        return self.end - self.start
+
+
+def plan_stages(stages: Sequence[StageConfig], model_variant: str, max_steps: int) -> list[Stage]:
+    """Resolve the configured stages into step ranges, or raise ValueError naming what is wrong."""
+    if not stages:
+        return [Stage(0, model_variant, 0, max_steps, True)]
+    for k, stage in enumerate(stages):
+        if stage.variant not in STAGE_VARIANTS:
+            raise ValueError(f"train.stages[{k}].variant must be one of {STAGE_VARIANTS}, got {stage.variant!r}")
+        if stage.steps < 0 or (stage.steps == 0 and k < len(stages) - 1):
+            raise ValueError(f"train.stages[{k}].steps must be > 0 (only the last stage may leave it 0: "
+                             f"until train.max_steps), got {stage.steps}")
+    last = stages[-1]
+    if last.variant != model_variant:
+        raise ValueError(f"the last stage trains {last.variant!r} but model.variant is {model_variant!r}; "
+                         "model.variant names the model a run ends with, so they must agree")
+    earlier = sum(s.steps for s in stages[:-1])
+    if earlier >= max_steps:
+        raise ValueError(f"train.stages before the last take {earlier} steps, leaving none of "
+                         f"train.max_steps={max_steps} for the last stage")
+    if last.steps and earlier + last.steps != max_steps:
+        raise ValueError(f"train.stages add up to {earlier + last.steps} steps but train.max_steps is {max_steps}; "
+                         "set the last stage's steps to 0 (until train.max_steps) or make them agree")
+    plan, start = [], 0
+    for k, stage in enumerate(stages):
+        end = start + stage.steps if k < len(stages) - 1 else max_steps
+        plan.append(Stage(k, stage.variant, start, end, k == len(stages) - 1))
+        start = end
+    return plan
+
+
+def stage_at(plan: Sequence[Stage], step: int) -> Stage:
+    """The stage that trains iteration ``step + 1`` (after ``step`` completed iterations); the last at the end."""
+    for stage in plan:
+        if step < stage.end:
+            return stage
+    return plan[-1]
