@@ -270,7 +270,7 @@ class Trainer:
         """Per-stage schedule, a pure function of the step (stored in every checkpoint): no scheduler state."""
         t, stage = self.cfg.train, self.stage
         factor = lr_factor(self.step - stage.start, stage.steps, t.lr_decay_from)
-        for opt, base in ((self.opt_d, t.lr_d), (self.opt_g, t.lr_g)):
+        for opt, base in ((self.opt_d, stage.lr or t.lr_d), (self.opt_g, stage.lr or t.lr_g)):
             for group in opt.param_groups if opt else ():
                 group["lr"] = base * factor
 

@@ -73,9 +73,9 @@ _REF_SIZE = 112.0  # all geometry is designed at this size and scaled
 class DemoSpec:
     """What to generate. Every field is part of the completeness marker: change one and it regenerates."""
 
-    num_train: int = 24          # videos in the training split
-    num_val: int = 8             # videos in the validation split
-    frames: int = 300            # frames per video (labels per video)
+    num_train: int = 96          # videos (= identities) in the training split
+    num_val: int = 32            # videos (= identities) in the validation split
+    frames: int = 75             # frames per video (labels per video)
     fps: int = 30
     size: int = 112              # face crop side in pixels
     sample_rate: int = 16000

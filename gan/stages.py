@@ -40,6 +40,7 @@ class StageConfig:
 
     variant: str = "aeg_cd_sz"   # denoise | disc | aeg_cd | aeg_cd_sz
     steps: int = 0               # iterations of this stage; 0 (last stage only) = until train.max_steps
+    lr: float = 0.0              # learning rate of this stage's optimisers; 0 = train.lr_g / train.lr_d
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Stage:
     start: int
     end: int
     is_last: bool
+    lr: float = 0.0
 
     @property
     def name(self) -> str:
@@ -77,6 +79,8 @@ def plan_stages(stages: Sequence[StageConfig], model_variant: str, max_steps: in
     for k, stage in enumerate(stages):
         if stage.variant not in STAGE_VARIANTS:
             raise ValueError(f"train.stages[{k}].variant must be one of {STAGE_VARIANTS}, got {stage.variant!r}")
+        if stage.lr < 0:
+            raise ValueError(f"train.stages[{k}].lr must be >= 0 (0 = train.lr_g / train.lr_d), got {stage.lr}")
         if stage.steps < 0 or (stage.steps == 0 and k < len(stages) - 1):
             raise ValueError(f"train.stages[{k}].steps must be > 0 (only the last stage may leave it 0: "
                              f"until train.max_steps), got {stage.steps}")
@@ -94,7 +98,7 @@ def plan_stages(stages: Sequence[StageConfig], model_variant: str, max_steps: in
     plan, start = [], 0
     for k, stage in enumerate(stages):
         end = start + stage.steps if k < len(stages) - 1 else max_steps
-        plan.append(Stage(k, stage.variant, start, end, k == len(stages) - 1))
+        plan.append(Stage(k, stage.variant, start, end, k == len(stages) - 1, stage.lr))
         start = end
     return plan
 

@@ -96,8 +96,8 @@ def test_annotation_lines_are_six_decimal_pairs(small_root):
 def test_video_names_carry_fps_and_size():
     names = video_names(DemoSpec())
     assert names["train"][0] == "demo_t01-30-112x112" and names["val"][0] == "demo_v01-30-112x112"
-    assert len(names["train"]) == 24 and len(names["val"]) == 8
-    assert len(set(names["train"]) | set(names["val"])) == 32
+    assert len(names["train"]) == 96 and len(names["val"]) == 32
+    assert len(set(names["train"]) | set(names["val"])) == 128
     assert video_names(DemoSpec(num_train=120, fps=25, size=64))["train"][-1] == "demo_t120-25-64x64"
 
 
@@ -247,7 +247,7 @@ def test_corruption_plan_for_default_spec():
     assert all(np.array_equal(plan[k][i], again[k][i]) for k in plan for i in (0, 1))
     with_invalid = [k for k, (inv, _) in plan.items() if len(inv)]
     with_missing = [k for k, (_, mis) in plan.items() if len(mis)]
-    assert len(with_invalid) == len(with_missing) == 8  # a quarter of 32 videos
+    assert len(with_invalid) == len(with_missing) == 32  # a quarter of 128 videos
     for invalid, missing in plan.values():
         if len(invalid):
             assert 3 <= len(invalid) <= 10 and np.all(np.diff(invalid) == 1)

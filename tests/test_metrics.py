@@ -84,3 +84,22 @@ def test_psnr():
     b[0] += 0.2  # mse 0.04 on image 0, image 1 identical (capped at 100 dB)
     expected = (10 * np.log10(4 / 0.04) + 100.0) / 2
     assert psnr(b, a) == pytest.approx(expected)
+
+
+def test_ssim_matches_scikit_image_and_orders_degradations():
+    from skimage.metrics import structural_similarity
+
+    from gan.metrics import ssim
+
+    rng = np.random.default_rng(0)
+    clean = np.clip(rng.normal(0, 0.4, (2, 3, 24, 30)).cumsum(axis=-1) / 4, -1, 1)
+    light = np.clip(clean + rng.normal(0, 0.05, clean.shape), -1, 1)
+    heavy = np.clip(clean + rng.normal(0, 0.4, clean.shape), -1, 1)
+    for noisy in (light, heavy):
+        expected = np.mean([structural_similarity(noisy[i], clean[i], channel_axis=0, gaussian_weights=True,
+                                                  sigma=1.5, use_sample_covariance=False, data_range=2.0)
+                            for i in range(len(clean))])
+        assert ssim(noisy, clean) == pytest.approx(expected, abs=1e-10)
+    assert ssim(clean, clean) == pytest.approx(1.0) and ssim(heavy, clean) < ssim(light, clean) < 1.0
+    with pytest.raises(ValueError, match="11x11"):
+        ssim(clean[..., :8, :8], clean[..., :8, :8])
