@@ -234,6 +234,11 @@ def evaluate_checkpoint(path: str, ckpt: dict, args: argparse.Namespace, out: Pa
     print(f"{label}: {checkpoint_variant(ckpt)} @ step {ckpt['step']} on {cfg.data.dataset}/{split}, {len(tracks)} "
           f"recordings, protocol {protocol}")
     print(format_table(headline))
+    if restoration:
+        print("restoration against the clean faces (each artefact alone, and the training mix):")
+        print(markdown_table([{"artefact": name, **row} for name, row in restoration.items()],
+                             ["artefact", "psnr_degraded", "psnr_restored", "ssim_degraded", "ssim_restored"],
+                             ".2f"), end="")
     if post is not None:
         print("before post-processing:\n" + format_table(post["before"]))
     return result

@@ -36,26 +36,36 @@ COLUMNS = (("ccc_valence", "CCC V"), ("ccc_arousal", "CCC A"), ("deg_ccc_valence
            ("psnr_degraded", "PSNR degraded"), ("ssim_restored", "SSIM restored"), ("ssim_degraded", "SSIM degraded"))
 
 
-def stages_for(variant: str, preset_stages: list[dict]) -> list[dict]:
-    """The preset's progressive stages that lead up to ``variant``; the last one runs to max_steps."""
+def stages_for(variant: str, preset_stages: list[dict], scale: float = 1.0) -> list[dict]:
+    """The preset's progressive stages that lead up to ``variant``; the last one runs to max_steps.
+
+    ``scale`` shortens or lengthens the earlier stages with the total budget (``--steps`` / preset steps),
+    so every stage keeps its share of the run.
+    """
     if variant == "disc":
         return [{"variant": "disc", "steps": 0}]
     names = [s["variant"] for s in preset_stages]
     if variant not in names:
-        return [*([s for s in preset_stages if s["variant"] == "denoise"][:1]), {"variant": variant, "steps": 0}]
-    kept = preset_stages[: names.index(variant) + 1]
-    return [*kept[:-1], {"variant": variant, "steps": 0}]
+        kept = [*([s for s in preset_stages if s["variant"] == "denoise"][:1]), {"variant": variant}]
+    else:
+        kept = preset_stages[: names.index(variant) + 1]
+    return [*({**s, "steps": max(1, round(s["steps"] * scale))} for s in kept[:-1]),
+            {**kept[-1], "steps": 0}]
 
 
 def flow(stages: list[dict]) -> str:
-    return "[" + ", ".join(f"{{variant: {s['variant']}, steps: {s['steps']}}}" for s in stages) + "]"
+    def one(s: dict) -> str:
+        return "{" + ", ".join(f"{k}: {v}" for k, v in s.items()) + "}"
+    return "[" + ", ".join(one(s) for s in stages) + "]"
 
 
 def run_one(variant: str, seed: int, args: argparse.Namespace, preset: dict, threads: int) -> dict:
     run_dir = Path(args.out) / f"{variant}-seed{seed}"
     metrics_path = run_dir / "eval" / "metrics.json"
     if not metrics_path.is_file():
-        stages = stages_for(variant, preset.get("train", {}).get("stages", []))
+        preset_steps = preset.get("train", {}).get("max_steps") or args.steps
+        scale = args.steps / preset_steps if args.steps else 1.0
+        stages = stages_for(variant, preset.get("train", {}).get("stages", []), scale)
         overrides = [f"model.variant={variant}", f"seed={seed}", f"run.dir={run_dir}", "run.overwrite=true",
                      f"train.stages={flow(stages)}", f"train.threads={threads}", *args.overrides]
         if args.steps:

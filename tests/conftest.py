@@ -26,3 +26,16 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory):
+    """A tiny demo dataset (generated once per test module) with its audio features cached."""
+    import train
+    from tests.train_helpers import TINY
+
+    root = tmp_path_factory.mktemp("demo") / "data"
+    warmup = tmp_path_factory.mktemp("warmup")
+    assert train.main([*TINY, f"data.root={root}", f"run.dir={warmup}", "train.max_steps=1",
+                       "train.eval_every=1"]) == 0
+    return root

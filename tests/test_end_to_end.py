@@ -17,28 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import evaluate
 import train
 from gan.metrics import ccc
-
-REPO = Path(__file__).resolve().parents[1]
-TINY = ["data.demo.num_train=3", "data.demo.num_val=2", "data.demo.frames=40", "data.demo.size=32",
-        "model.image_size=32", "model.g_conv_dim=4", "model.g_res_blocks=1", "model.d_conv_dim=4",
-        "train.batch_size=8", "train.log_every=2", "data.num_workers=0", "data.eval_batch_size=32"]
-
-
-@pytest.fixture(scope="module")
-def demo_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("demo") / "data"
-    warmup = tmp_path_factory.mktemp("warmup")
-    assert train.main([*TINY, f"data.root={root}", f"run.dir={warmup}", "train.max_steps=1",
-                       "train.eval_every=1"]) == 0
-    return root
-
-
-def _run(demo_root: Path, run_dir: Path, *extra: str) -> int:
-    return train.main([*TINY, f"data.root={demo_root}", f"run.dir={run_dir}", *extra])
-
-
-def _jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+from tests.train_helpers import REPO, TINY, _final_state, _interrupted_run, _jsonl, _run
 
 
 def test_train_checkpoint_evaluate(demo_root, tmp_path, capsys):
@@ -101,26 +80,6 @@ def test_tensorboard_events(demo_root, tmp_path):
     # 4 rows (clean | degraded | restored | cycle) of 32 px faces with 2 px padding
     assert grid[0].height == 4 * 32 + 5 * 2
     assert {"val/pred_valence", "val/pred_arousal"} <= set(tags["histograms"])
-
-
-def _final_state(run: Path) -> dict:
-    return torch.load(run / "last.pt", weights_only=True)
-
-
-def _interrupted_run(demo_root: Path, run: Path, stop_after: int, *extra: str) -> None:
-    """Start a run and deliver a stop request (what SIGTERM/Ctrl-C does) during step ``stop_after``."""
-    cfg = train.load_config(train.DEFAULT_PRESET, [*TINY, f"data.root={demo_root}", f"run.dir={run}", *extra])
-    trainer = train.Trainer(cfg, None)
-    step_once = trainer.train_step
-
-    def step_then_signal(batch):
-        logs = step_once(batch)
-        if trainer.step + 1 == stop_after:
-            trainer.stop_requested = True
-        return logs
-
-    trainer.train_step = step_then_signal
-    assert trainer.fit() == 130
 
 
 @pytest.mark.parametrize("workers", [0, 1])

@@ -6,7 +6,7 @@ import pytest
 import predict
 import train
 from data.video import iter_frames, probe
-from tests.test_end_to_end import TINY
+from tests.train_helpers import TINY
 from tests.test_video import face_frame, grey_frame, write_video
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

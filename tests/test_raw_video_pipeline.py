@@ -9,7 +9,7 @@ import torch
 import train
 from data import summary
 from data.prepare import main as prepare_main
-from tests.test_end_to_end import TINY
+from tests.train_helpers import TINY
 from tests.test_video import face_frame, grey_frame, write_video
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from data.degrade import DegradeConfig
-from data.loaders import DataConfig, load_split, restoration_sets
 from data.demo import DemoSpec
+from data.loaders import DataConfig, load_split, restoration_sets
 from gan.evaluation import flat_restoration_tags, restoration_scores
 from gan.metrics import psnr, ssim
 

@@ -6,7 +6,7 @@ import pytest
 
 import evaluate
 import train
-from tests.test_end_to_end import TINY
+from tests.train_helpers import TINY
 from tests.test_sewa import write_recording
 
 
@@ -91,7 +91,7 @@ def test_postprocess_flag_reports_before_and_after(tmp_path):
 
 
 def test_checkpoints_of_different_variants_are_refused(tmp_path, capsys):
-    from tests.test_end_to_end import TINY as tiny
+    from tests.train_helpers import TINY as tiny
 
     root = tmp_path / "demo"
     runs = []

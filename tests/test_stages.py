@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ import train
 from gan.models import ALN, ModelConfig
 from gan.stages import StageConfig, plan_stages, stage_at
 from runconfig import ConfigError, load_config
-from tests.test_end_to_end import TINY, _final_state, _interrupted_run, _jsonl, _run, demo_root  # noqa: F401
+from tests.train_helpers import TINY, _final_state, _interrupted_run, _jsonl, _run
 
 STAGES = "train.stages=[{variant: denoise, steps: 3}, {variant: aeg_cd, steps: 3}, {variant: aeg_cd_sz}]"
 
@@ -162,3 +163,23 @@ def test_staged_trainer_enters_stages_at_their_boundaries(demo_root, tmp_path):
     assert trainer.stage.variant == "denoise" and trainer.opt_d is None and trainer.opt_g is not None
     trainer.runlog.close()
 
+
+
+def test_ablation_trains_each_variant_progressively_with_scaled_stages():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "ablation.py"
+    spec = importlib.util.spec_from_file_location("ablation", path)
+    ablation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablation)
+    preset = [{"variant": "denoise", "steps": 1800, "lr": 1e-3}, {"variant": "aeg_cd", "steps": 300},
+              {"variant": "aeg_cd_sz"}]
+    assert ablation.stages_for("disc", preset) == [{"variant": "disc", "steps": 0}]
+    assert ablation.stages_for("aeg_cd", preset, 0.5) == [{"variant": "denoise", "steps": 900, "lr": 1e-3},
+                                                          {"variant": "aeg_cd", "steps": 0}]
+    sz = ablation.stages_for("aeg_cd_sz", preset, 0.4)
+    assert [(s["variant"], s["steps"]) for s in sz] == [("denoise", 720), ("aeg_cd", 120), ("aeg_cd_sz", 0)]
+    # the flow string is a valid train.stages override
+    cfg = load_config(None, ["train.max_steps=1200", f"train.stages={ablation.flow(sz)}"])
+    assert [(s.variant, s.steps, s.lr) for s in cfg.train.stages] == [("denoise", 720, 1e-3), ("aeg_cd", 120, 0.0),
+                                                                      ("aeg_cd_sz", 0, 0.0)]
