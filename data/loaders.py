@@ -142,7 +142,8 @@ def restoration_sets(split: SplitData, image_size: int, degrade: DegradeConfig, 
 
     ``frames`` frames spread evenly over the split are degraded by blur, noise, downscale and colour alone
     (at the configured strengths) and by the training mix without its clean share (``all``), with seeds
-    fixed by the frame's position, so every evaluation scores the same degraded faces. Tensors are
+    fixed by the frame's position, so every evaluation scores the same degraded faces; ``clean`` passes the
+    clean face itself (its degraded-vs-clean PSNR is the 100 dB cap), measuring the AEG's fidelity. Tensors are
     (frames, 3, image_size, image_size) in [-1, 1].
     """
     plain = build_dataset(split, image_size, None)
@@ -152,6 +153,7 @@ def restoration_sets(split: SplitData, image_size: int, degrade: DegradeConfig, 
     degrader = Degrader(dataclasses.replace(degrade, enabled=True, clean_share=0.0))
     makers = {name: degrader.single(name) for name in ARTEFACTS}
     makers["all"] = degrader
+    makers["clean"] = lambda image, _seed: image   # the AEG's own fidelity: how well it reproduces a clean face
     return {name: (clean, torch.stack([to_tensor(plain.resize(make(image, seed_base + k)))
                                        for k, image in enumerate(images)]))
             for name, make in makers.items()}

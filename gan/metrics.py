@@ -108,18 +108,22 @@ def score_va(pred: np.ndarray, gold: np.ndarray, convention: str = "population",
     return {name: score_dimension(pred[:, d], gold[:, d], convention) for d, name in enumerate(dimensions)}
 
 
+def _image_batches(restored: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two float64 image batches of one shape, (B, C, H, W); a single (C, H, W) image becomes a batch of one."""
+    a = np.asarray(restored, dtype=np.float64)
+    b = np.asarray(reference, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"image shapes differ: {a.shape} vs {b.shape}")
+    return (a[None], b[None]) if a.ndim == 3 else (a, b)
+
+
 def psnr(restored: np.ndarray, reference: np.ndarray, data_range: float = 2.0) -> float:
     """Peak signal-to-noise ratio in dB between two image batches (default range: images in [-1, 1]).
 
     Computed per image and averaged, so one perfect reconstruction cannot make the mean infinite-free
     scores meaningless: identical images are capped at 100 dB.
     """
-    a = np.asarray(restored, dtype=np.float64)
-    b = np.asarray(reference, dtype=np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"image shapes differ: {a.shape} vs {b.shape}")
-    if a.ndim == 3:
-        a, b = a[None], b[None]
+    a, b = _image_batches(restored, reference)
     mse = ((a - b) ** 2).reshape(a.shape[0], -1).mean(axis=1)
     with np.errstate(divide="ignore"):
         values = np.where(mse > 0, 10.0 * np.log10(data_range**2 / np.maximum(mse, 1e-300)), 100.0)
@@ -144,12 +148,7 @@ def ssim(restored: np.ndarray, reference: np.ndarray, data_range: float = 2.0) -
     use_sample_covariance=False, data_range=...)``, which the tests compare against. Images are
     (B, C, H, W) or (C, H, W) in a range of width ``data_range`` (default [-1, 1]).
     """
-    a = np.asarray(restored, dtype=np.float64)
-    b = np.asarray(reference, dtype=np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"image shapes differ: {a.shape} vs {b.shape}")
-    if a.ndim == 3:
-        a, b = a[None], b[None]
+    a, b = _image_batches(restored, reference)
     if min(a.shape[-2:]) < 11:
         raise ValueError(f"SSIM needs images of at least 11x11 pixels, got {a.shape[-2:]}")
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2

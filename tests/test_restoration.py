@@ -23,10 +23,13 @@ def val_split(tmp_path_factory):
 
 def test_sets_degrade_each_artefact_alone_and_are_fixed(val_split):
     sets = restoration_sets(val_split, 32, DegradeConfig(), frames=12)
-    assert set(sets) == {"blur", "noise", "downscale", "colour", "all"}
+    assert set(sets) == {"blur", "noise", "downscale", "colour", "all", "clean"}
+    assert torch.equal(sets["clean"][1], sets["clean"][0])
     clean = sets["blur"][0]
     assert clean.shape == (12, 3, 32, 32) and all(torch.equal(c, clean) for c, _ in sets.values())
     for name, (c, degraded) in sets.items():
+        if name == "clean":
+            continue
         # every frame is degraded (no clean share), and each artefact leaves its own trace
         per_image = (degraded - c).abs().flatten(1).mean(1)
         assert (per_image > 0).all(), name
@@ -64,4 +67,4 @@ def test_scores_compare_restored_and_degraded_against_clean(val_split):
     assert all(r["psnr_restored"] == r["psnr_degraded"] and r["ssim_restored"] == r["ssim_degraded"]
                for r in same.values())
     tags = flat_restoration_tags(table)
-    assert tags["restoration/psnr_restored_colour"] == table["colour"]["psnr_restored"] and len(tags) == 20
+    assert tags["restoration/psnr_restored_colour"] == table["colour"]["psnr_restored"] and len(tags) == 24

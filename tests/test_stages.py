@@ -147,7 +147,7 @@ def test_evaluate_reports_restoration_and_views_of_a_stage_checkpoint(demo_root,
     assert evaluate.main(["--checkpoint", str(run / "stage0-denoise.pt"), "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["variant"] == "aeg_cd"
-    assert set(metrics["restoration"]) == {"blur", "noise", "downscale", "colour", "all"}
+    assert set(metrics["restoration"]) == {"blur", "noise", "downscale", "colour", "all", "clean"}
     row = metrics["restoration"]["noise"]
     assert set(row) == {"psnr_degraded", "psnr_restored", "ssim_degraded", "ssim_restored"}
     assert set(metrics["views"]) == {"clean_input", "degraded", "degraded_no_aeg"}
