@@ -96,15 +96,15 @@ class RunConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
-        try:
-            plan_stages(t.stages, self.model.variant, t.max_steps)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
         for section in (self.model, self.loss, self.data):
             try:
                 section.validate()
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
+        try:
+            plan_stages(t.stages, self.model.variant, t.max_steps)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 DEFAULT_PRESET = Path(__file__).resolve().parent / "configs" / "demo.yaml"

@@ -87,7 +87,8 @@ def plan_stages(stages: Sequence[StageConfig], model_variant: str, max_steps: in
     last = stages[-1]
     if last.variant != model_variant:
         raise ValueError(f"the last stage trains {last.variant!r} but model.variant is {model_variant!r}; "
-                         "model.variant names the model a run ends with, so they must agree")
+                         "model.variant names the model a run ends with, so they must agree (set "
+                         f"train.stages=[] to train {model_variant} alone from scratch, or give stages ending with it)")
     earlier = sum(s.steps for s in stages[:-1])
     if earlier >= max_steps:
         raise ValueError(f"train.stages before the last take {earlier} steps, leaving none of "

@@ -7,7 +7,7 @@ from runconfig import DEFAULT_PRESET, ConfigError, RunConfig, build_config, dump
 
 
 def test_demo_preset_defaults_and_overrides():
-    cfg = load_config(DEFAULT_PRESET, ["train.max_steps=7", "model.variant=disc", "loss.affect_terms=[rmse,ccc]",
+    cfg = load_config(DEFAULT_PRESET, ["train.max_steps=7", "model.variant=disc", "train.stages=[]", "loss.affect_terms=[rmse,ccc]",
                                        "data.degrade.blur_sigma=[0.5,1.5]", "loss.lambda_rec=1"])
     assert cfg.model.variant == "disc" and cfg.train.max_steps == 7
     assert cfg.loss.affect_terms == ["rmse", "ccc"]
@@ -51,3 +51,11 @@ def test_bad_preset_files(tmp_path):
     unknown.write_text("model:\n  width: 3\n")
     with pytest.raises(ConfigError, match="unknown config key 'model.width'"):
         load_config(unknown)
+
+
+def test_demo_preset_trains_progressively_and_a_plain_variant_needs_no_stages():
+    cfg = load_config(DEFAULT_PRESET)
+    assert [s.variant for s in cfg.train.stages] == ["denoise", "aeg_cd", "aeg_cd_sz"]
+    with pytest.raises(ConfigError, match="train.stages=\\[\\] to train disc alone"):
+        load_config(DEFAULT_PRESET, ["model.variant=disc"])
+    assert load_config(DEFAULT_PRESET, ["model.variant=disc", "train.stages=[]"]).train.stages == []

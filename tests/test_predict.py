@@ -6,8 +6,8 @@ import pytest
 import predict
 import train
 from data.video import iter_frames, probe
-from tests.train_helpers import TINY
 from tests.test_video import face_frame, grey_frame, write_video
+from tests.train_helpers import TINY
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

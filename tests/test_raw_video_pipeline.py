@@ -9,8 +9,8 @@ import torch
 import train
 from data import summary
 from data.prepare import main as prepare_main
-from tests.train_helpers import TINY
 from tests.test_video import face_frame, grey_frame, write_video
+from tests.train_helpers import TINY
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

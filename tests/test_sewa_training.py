@@ -6,8 +6,8 @@ import pytest
 
 import evaluate
 import train
-from tests.train_helpers import TINY
 from tests.test_sewa import write_recording
+from tests.train_helpers import TINY
 
 
 def test_sewa_fold_trains_and_evaluates_on_its_test_fold(tmp_path):

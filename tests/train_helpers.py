@@ -15,7 +15,8 @@ import train
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["data.demo.num_train=3", "data.demo.num_val=2", "data.demo.frames=40", "data.demo.size=32",
         "model.image_size=32", "model.g_conv_dim=4", "model.g_res_blocks=1", "model.d_conv_dim=4",
-        "train.batch_size=8", "train.log_every=2", "data.num_workers=0", "data.eval_batch_size=32"]
+        "train.batch_size=8", "train.log_every=2", "data.num_workers=0", "data.eval_batch_size=32",
+        "train.stages=[]", "train.restoration_frames=32"]
 
 
 def _run(demo_root: Path, run_dir: Path, *extra: str) -> int:
