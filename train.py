@@ -179,7 +179,6 @@ class Trainer:
                         class_balance_weights(torch.from_numpy(self.train_set.labels), cfg.loss.balance_bins,
                                               cfg.loss.balance_clip))
         self.step, self.best_score, self.best_step = 0, -float("inf"), -1
-        self._last_g_logs: dict[str, torch.Tensor] = {}
         if ckpt:
             self._build_stage(self.plan[ckpt.get("stage", 0)])
             self._restore(ckpt)
@@ -213,6 +212,7 @@ class Trainer:
         self.opt_g = (torch.optim.Adam(self.model.aeg.parameters(), lr=t.lr_g, betas=betas)
                       if self.model.aeg else None)
         self.best_score, self.best_step = -float("inf"), -1   # best.pt is chosen within a stage
+        self._last_g_logs: dict[str, torch.Tensor] = {}   # latest G step's G/..., repeated until the next one
         if t.compile:
             self._compile()
 
@@ -224,6 +224,7 @@ class Trainer:
             self.opt_g.load_state_dict(ckpt["opt_g"])
         restore_rng_state(ckpt["rng"])
         self.step, self.best_score, self.best_step = ckpt["step"], ckpt["best_score"], ckpt["best_step"]
+        self._last_g_logs = {k: torch.tensor(v) for k, v in ckpt.get("last_g_logs", {}).items()}
         log.info("resumed from %s at step %d (stage %s)", self.cfg.run.resume, self.step, self.stage.name)
 
     def _compile(self) -> None:
@@ -247,6 +248,7 @@ class Trainer:
             "balance_table": self.balance,
             "best_score": self.best_score,
             "best_step": self.best_step,
+            "last_g_logs": {k: float(v) for k, v in self._last_g_logs.items()},
         }
 
     def save(self, name: str) -> Path:

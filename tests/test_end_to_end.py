@@ -104,6 +104,18 @@ def test_exact_resume(demo_root, tmp_path, workers):
     assert [r["step"] for r in rows(split) if "D/loss" in r] == [2, 4, 6, 8]
 
 
+def test_resume_between_g_steps_logs_the_same_generator_values(demo_root, tmp_path):
+    """Log steps repeat the latest G step's values; a resume before the next G step must repeat them too."""
+    common = ["train.max_steps=8", "train.eval_every=8", "train.n_critic=5"]   # G at 5; logs at 2, 4, 6, 8
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert _run(demo_root, straight, *common) == 0
+    _interrupted_run(demo_root, split, 6, *common)
+    assert train.main([f"run.resume={split / 'last.pt'}"]) == 0
+    rows = _jsonl(straight / "metrics.jsonl")
+    assert [r["step"] for r in rows if "G/gradnorm_denoise" in r] == [6, 8]   # logged at step 5's G step, shown after
+    assert _jsonl(split / "metrics.jsonl") == rows
+
+
 def test_resume_continues_a_finished_run_to_more_steps(demo_root, tmp_path):
     run = tmp_path / "run"
     assert _run(demo_root, run, "train.max_steps=2", "train.eval_every=2") == 0
