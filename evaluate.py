@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
 import logging
 import os
@@ -44,13 +43,12 @@ import numpy as np
 from data.affwild2 import EDITIONS, find_annotation_dir
 from data.audio import AudioStandardiser
 from data.loaders import (
-    VAL_SEED_BASE,
-    build_dataset,
     eval_loader,
     index_records,
     load_split,
     resolve_root,
     restoration_sets,
+    scoring_dataset,
 )
 from data.official_outputs import Track, abaw_tracks, sewa_tracks, write_abaw_tracks, write_avec_tracks
 from data.prediction_files import load_abaw_pairs, load_avec_pairs
@@ -119,8 +117,7 @@ def _frame_predictions(model, cfg, split: str, standardiser, device, robustness:
     """
     data_split, _ = load_split(cfg.data, split, standardiser)
     degrade = cfg.data.degrade if robustness and cfg.data.degrade.enabled else None
-    val_degrade = dataclasses.replace(degrade, clean_share=0.0) if degrade else None
-    dataset = build_dataset(data_split, cfg.model.image_size, val_degrade, fixed_seed_base=VAL_SEED_BASE)
+    dataset = scoring_dataset(data_split, cfg.model.image_size, degrade)
     loader = eval_loader(dataset, cfg.data.eval_batch_size, cfg.data.num_workers)
     preds = predict_batches(model, loader, device, cfg.train.amp)
     restoration = {}

@@ -31,12 +31,12 @@ from tqdm import tqdm
 
 from data.audio import AudioStandardiser
 from data.loaders import (
-    VAL_SEED_BASE,
     build_dataset,
     collate,
     eval_loader,
     load_split,
     restoration_sets,
+    scoring_dataset,
     train_loader,
 )
 from gan.checkpoint import (
@@ -169,9 +169,7 @@ class Trainer:
         # the generator always gets a "degraded" input; with degradations off it is the clean face itself
         uses_aeg = any(stage.model_variant != "disc" for stage in self.plan)
         self.train_set = build_dataset(train_split, mcfg.image_size, dcfg.degrade if uses_aeg else None)
-        # validation's degraded view degrades every frame (no clean share), so its PSNR measures restoration
-        val_degrade = dataclasses.replace(degrade, clean_share=0.0) if degrade else None
-        self.val_set = build_dataset(val_split, mcfg.image_size, val_degrade, fixed_seed_base=VAL_SEED_BASE)
+        self.val_set = scoring_dataset(val_split, mcfg.image_size, degrade)
         self.restoration_sets = (restoration_sets(val_split, mcfg.image_size, degrade, cfg.train.restoration_frames)
                                  if degrade and cfg.train.restoration_frames else {})
         self.audio_dim = dcfg.audio.dim

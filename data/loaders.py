@@ -136,6 +136,17 @@ def build_dataset(split: SplitData, image_size: int, degrade: DegradeConfig | No
     return AffectFrameDataset(split.records, image_size, split.audio, degrader, fixed_seed_base)
 
 
+def scoring_dataset(split: SplitData, image_size: int, degrade: DegradeConfig | None) -> AffectFrameDataset:
+    """Frames to score (validation, evaluation), with a degraded view of *every* frame when ``degrade`` is on.
+
+    No clean share, so the restored-vs-degraded scores measure restoration, and seeds fixed by the frame's
+    position (disjoint from training's), so every evaluation sees the same degraded faces. Training's
+    validation and ``evaluate.py`` build their data here, so their numbers agree.
+    """
+    scored = dataclasses.replace(degrade, clean_share=0.0) if degrade is not None and degrade.enabled else None
+    return build_dataset(split, image_size, scored, fixed_seed_base=VAL_SEED_BASE)
+
+
 def restoration_sets(split: SplitData, image_size: int, degrade: DegradeConfig, frames: int = 256,
                      seed_base: int = VAL_SEED_BASE) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Fixed (clean, degraded) batches for restoration scores: each artefact alone, and all of them mixed.
