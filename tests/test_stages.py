@@ -156,7 +156,7 @@ def test_evaluate_reports_restoration_and_views_of_a_stage_checkpoint(demo_root,
     assert row["psnr_restored"] == pytest.approx(val[0]["restoration/psnr_restored_noise"], abs=1e-6)
 
 
-def test_staged_trainer_enters_stages_at_their_boundaries(demo_root, tmp_path):
+def test_a_denoise_stage_builds_no_critic_optimiser(demo_root, tmp_path):
     cfg = load_config(train.DEFAULT_PRESET, [*TINY, f"data.root={demo_root}", f"run.dir={tmp_path}",
                                              "train.max_steps=8", STAGES])
     trainer = train.Trainer(cfg, None)
