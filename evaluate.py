@@ -40,9 +40,17 @@ from pathlib import Path
 
 import numpy as np
 
-from data.affwild2 import EDITIONS, find_annotation_dir
-from data.audio import AudioStandardiser
-from data.loaders import (
+from data.datasets.affwild2 import EDITIONS, find_annotation_dir
+from data.formats.official_outputs import (
+    Track,
+    abaw_tracks,
+    sewa_tracks,
+    write_abaw_tracks,
+    write_avec_tracks,
+)
+from data.formats.prediction_files import load_abaw_pairs, load_avec_pairs
+from data.preprocess.audio import AudioStandardiser
+from data.samples.loaders import (
     eval_loader,
     index_records,
     load_split,
@@ -50,15 +58,13 @@ from data.loaders import (
     restoration_sets,
     scoring_dataset,
 )
-from data.official_outputs import Track, abaw_tracks, sewa_tracks, write_abaw_tracks, write_avec_tracks
-from data.prediction_files import load_abaw_pairs, load_avec_pairs
 from gan.checkpoint import CheckpointError, checkpoint_variant, load_checkpoint, model_from_checkpoint
 from gan.evaluation import Predictions, predict_batches, restoration_scores
-from gan.metrics import score_va
-from gan.postprocess import PostProcessConfig, fit_chain
-from gan.protocols import Recording, crop_or_pad, score_abaw, score_avec
-from plots import markdown_table, plot_scatter, plot_traces
 from runconfig import ConfigError, build_config, resolve_device, run_cli
+from scoring.metrics import score_va
+from scoring.plots import markdown_table, plot_scatter, plot_traces
+from scoring.postprocess import PostProcessConfig, fit_chain
+from scoring.protocols import Recording, crop_or_pad, score_abaw, score_avec
 
 log = logging.getLogger("evaluate")
 PROTOCOLS = ("avec2019", "abaw")

@@ -27,16 +27,16 @@ import cv2
 import numpy as np
 import torch
 
-from data.audio import AudioStandardiser, video_audio_features
-from data.dataset import read_rgb, to_tensor
+from data.datasets.meta import read_meta
 from data.errors import DataError
-from data.faces import make_landmarker
-from data.meta import read_meta
 from data.prepare import PrepareOptions, prepare_video
-from data.video import iter_frames
+from data.preprocess.audio import AudioStandardiser, video_audio_features
+from data.preprocess.faces import make_landmarker
+from data.preprocess.video import iter_frames
+from data.samples.dataset import read_rgb, to_tensor
 from gan.checkpoint import load_checkpoint, model_from_checkpoint
-from plots import plot_traces
 from runconfig import build_config, resolve_device, run_cli
+from scoring.plots import plot_traces
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "runs" / "demo" / "best.pt"
 

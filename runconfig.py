@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from data.errors import DataError
-from data.loaders import DataConfig
+from data.samples.loaders import DataConfig
 from gan.checkpoint import CheckpointError
 from gan.models import ModelConfig
 from gan.objective import LossConfig

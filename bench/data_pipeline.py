@@ -16,7 +16,7 @@ import time
 import cv2
 import numpy as np
 
-from data.loaders import DataConfig, build_dataset, load_split, train_loader
+from data.samples.loaders import DataConfig, build_dataset, load_split, train_loader
 
 
 def main() -> None:

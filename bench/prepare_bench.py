@@ -29,9 +29,9 @@ import torch
 from skimage import data as skdata
 
 from data.errors import DataError
-from data.faces import BACKENDS, align_face, check_face_alignment_weights, make_landmarker
 from data.prepare import PrepareOptions, prepare_video
-from data.video import iter_frames
+from data.preprocess.faces import BACKENDS, align_face, check_face_alignment_weights, make_landmarker
+from data.preprocess.video import iter_frames
 
 
 def write_bench_video(path: Path, frames: int, width: int, height: int, fps: int = 30) -> Path:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gan.protocols import Recording, crop_or_pad, score_abaw, score_avec
+from scoring.protocols import Recording, crop_or_pad, score_abaw, score_avec
 
 
 def _recordings(frames: int, count: int, dims: int, rng: np.random.Generator) -> list[Recording]:
@@ -66,7 +66,7 @@ def main() -> None:
     if args.files:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the entry point evaluate.py
         import evaluate
-        from data.abaw_submission import write_predictions
+        from data.formats.abaw_submission import write_predictions
 
         with tempfile.TemporaryDirectory() as tmp:
             ann = Path(tmp) / "ann"

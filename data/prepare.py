@@ -55,11 +55,17 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from data.audio import AudioConfig, lld_track
+from data.datasets.meta import VideoMeta, meta_path, read_meta, write_meta
 from data.errors import DataError
-from data.faces import BACKENDS, Landmarker, align_face, check_face_alignment_weights, make_landmarker
-from data.meta import VideoMeta, meta_path, read_meta, write_meta
-from data.video import VIDEO_SUFFIXES, VideoFrame, extract_audio, iter_frames, probe
+from data.preprocess.audio import AudioConfig, lld_track
+from data.preprocess.faces import (
+    BACKENDS,
+    Landmarker,
+    align_face,
+    check_face_alignment_weights,
+    make_landmarker,
+)
+from data.preprocess.video import VIDEO_SUFFIXES, VideoFrame, extract_audio, iter_frames, probe
 
 CROPS_DIR = "cropped_aligned"
 AUDIO_DIR = "audio"
@@ -80,7 +86,7 @@ class PrepareOptions:
         size: Crop side in pixels.
         device: Torch device for the landmarker.
         every: Run the landmarker on every ``every``-th frame and interpolate in between.
-        audio_cache: eGeMAPS cache folder; "" is data.audio's default, which training also uses.
+        audio_cache: eGeMAPS cache folder; "" is data.preprocess.audio's default, which training also uses.
         progress: Show tqdm progress bars.
         threads: Torch intra-op threads per process; 0 keeps torch's default (all cores) for a single
             process and means 1 per worker when several run in parallel.

@@ -17,10 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
-from data.affwild2 import EDITIONS, SPLITS, IndexReport, VideoRecord, find_annotation_dir, index_split
-from data.demo import default_demo_root, ensure_demo_dataset
+from data.datasets.affwild2 import (
+    EDITIONS,
+    SPLITS,
+    IndexReport,
+    VideoRecord,
+    find_annotation_dir,
+    index_split,
+)
+from data.datasets.demo import default_demo_root, ensure_demo_dataset
+from data.datasets.sewa import SewaConfig, index_sewa, labelled_recordings, parse_stem
 from data.errors import DataError
-from data.sewa import SewaConfig, index_sewa, labelled_recordings, parse_stem
 
 COUNT_KEYS = ("videos", "valid_labels", "invalid_labels", "labelled_without_image", "images_without_label",
               "audio_missing", "usable_frames")

@@ -26,9 +26,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.degrade import DegradeConfig  # noqa: E402
-from data.demo import DemoSpec  # noqa: E402
-from data.loaders import DataConfig, build_dataset, load_split, restoration_sets, train_loader  # noqa: E402
+from data.datasets.demo import DemoSpec  # noqa: E402
+from data.samples.degrade import DegradeConfig  # noqa: E402
+from data.samples.loaders import DataConfig, build_dataset, load_split, restoration_sets, train_loader  # noqa: E402
 from gan.evaluation import restoration_scores  # noqa: E402
 from gan.models import AEG  # noqa: E402
 

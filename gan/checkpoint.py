@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from gan.models import ALN, ModelConfig
+
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "step", "config", "model")
 
@@ -84,8 +86,6 @@ def model_from_checkpoint(payload: dict[str, Any]):
     variant is the one of the weights (:func:`checkpoint_variant`), which differs from the run's final
     ``model.variant`` in the checkpoints of an earlier progressive-training stage.
     """
-    from gan.models import ALN, ModelConfig  # local: keeps this module importable without building models
-
     try:
         model_cfg = ModelConfig(**{**payload["config"]["model"], "variant": checkpoint_variant(payload)})
         model = ALN(model_cfg, int(payload.get("audio_dim", 0)))
@@ -118,29 +118,3 @@ def load_weights(model, state: dict[str, torch.Tensor], source: str) -> None:
         raise CheckpointError(f"{source}: weights do not fit this model ({'; '.join(parts)}); "
                               "was it trained with another variant, image size or width?")
     model.load_state_dict(state)
-
-
-def transfer_weights(model, state: dict[str, torch.Tensor]) -> tuple[int, list[str]]:
-    """Progressive training: start ``model`` from an earlier stage's weights (e.g. aeg_cd -> aeg_cd_sz).
-
-    Tensors with the same name and shape are copied. A conv whose input grew by extra channels (the CD's
-    first conv gains the audio plane) gets the old kernel for the old channels and zeros for the new
-    ones, so the new stage starts out computing what the old one did. Returns (copied, names left as
-    initialised).
-    """
-    own = model.state_dict()
-    copied, fresh = 0, []
-    with torch.no_grad():
-        for name, tensor in own.items():
-            old = state.get(name)
-            if old is not None and old.shape == tensor.shape:
-                tensor.copy_(old)
-                copied += 1
-            elif (old is not None and old.dim() == 4 and tensor.dim() == 4 and old.shape[0] == tensor.shape[0]
-                  and old.shape[2:] == tensor.shape[2:] and old.shape[1] < tensor.shape[1]):
-                tensor.zero_()
-                tensor[:, : old.shape[1]].copy_(old)
-                copied += 1
-            else:
-                fresh.append(name)
-    return copied, fresh

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torchvision.utils import make_grid
 
-from gan.metrics import psnr, score_va, ssim
 from gan.models import ALN
+from scoring.metrics import psnr, score_va, ssim
 
 #: TensorBoard / metrics.jsonl section of each extra V/A view of validation (the headline is ``val/``)
 VIEW_TAGS = {

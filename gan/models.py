@@ -234,8 +234,6 @@ class ALN(nn.Module):
         image channels; parts the previous stage did not have (audio map, latent fusion) start as exact
         no-ops, so this model's first outputs equal the previous stage's. Returns (copied, new names).
         """
-        from gan.checkpoint import transfer_weights  # local: checkpoint I/O imports models lazily too
-
         copied, fresh = transfer_weights(self, state)
         if any(name.startswith(("cd.fuse", "cd.audio_map")) for name in fresh):
             self.cd.start_new_inputs_as_noop()
@@ -253,3 +251,29 @@ def set_requires_grad(module: nn.Module | None, flag: bool) -> None:
     if module is not None:
         for p in module.parameters():
             p.requires_grad_(flag)
+
+
+def transfer_weights(model, state: dict[str, torch.Tensor]) -> tuple[int, list[str]]:
+    """Progressive training: start ``model`` from an earlier stage's weights (e.g. aeg_cd -> aeg_cd_sz).
+
+    Tensors with the same name and shape are copied. A conv whose input grew by extra channels (the CD's
+    first conv gains the audio plane) gets the old kernel for the old channels and zeros for the new
+    ones, so the new stage starts out computing what the old one did. Returns (copied, names left as
+    initialised).
+    """
+    own = model.state_dict()
+    copied, fresh = 0, []
+    with torch.no_grad():
+        for name, tensor in own.items():
+            old = state.get(name)
+            if old is not None and old.shape == tensor.shape:
+                tensor.copy_(old)
+                copied += 1
+            elif (old is not None and old.dim() == 4 and tensor.dim() == 4 and old.shape[0] == tensor.shape[0]
+                  and old.shape[2:] == tensor.shape[2:] and old.shape[1] < tensor.shape[1]):
+                tensor.zero_()
+                tensor[:, : old.shape[1]].copy_(old)
+                copied += 1
+            else:
+                fresh.append(name)
+    return copied, fresh

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from data.abaw_submission import fill_all_frames, read_single_file, write_predictions
-from data.affwild2 import read_va_annotation
+from data.datasets.affwild2 import read_va_annotation
 from data.errors import DataError
+from data.formats.abaw_submission import fill_all_frames, read_single_file, write_predictions
 
 
 def test_fill_takes_nearest_predicted_frame():

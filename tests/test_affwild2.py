@@ -4,9 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from data.affwild2 import audio_stem, find_annotation_dir, fps_from_name, index_split, read_va_annotation
-from data.dataset import AffectFrameDataset, read_rgb
+from data.datasets.affwild2 import (
+    audio_stem,
+    find_annotation_dir,
+    fps_from_name,
+    index_split,
+    read_va_annotation,
+)
 from data.errors import DataError
+from data.samples.dataset import AffectFrameDataset, read_rgb
 from tests.fixtures import write_affwild2
 
 
@@ -121,7 +127,7 @@ def test_label_files_shorter_or_longer_than_the_video(tmp_path):
 
 
 def test_fps_from_preprocessing_metadata_wins(tmp_path):
-    from data.meta import VideoMeta, write_meta
+    from data.datasets.meta import VideoMeta, write_meta
 
     root = write_affwild2(tmp_path, "abaw2020", {"7-30-640x360_left": {"split": "train", "labels": _labels(3)},
                                                  "other": {"split": "train", "labels": _labels(3)}})

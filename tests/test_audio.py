@@ -12,8 +12,9 @@ import opensmile
 import pytest
 import soundfile as sf
 
-from data import audio
-from data.audio import (
+from data.errors import DataError
+from data.preprocess import audio
+from data.preprocess.audio import (
     LLD_STEP_S,
     N_LLD,
     AudioConfig,
@@ -25,7 +26,6 @@ from data.audio import (
     lld_track,
     video_audio_features,
 )
-from data.errors import DataError
 
 SR = 16000
 
@@ -315,7 +315,7 @@ def test_video_features_voiced(tmp_path: Path, voice: np.ndarray) -> None:
 def test_silent_file_gives_zeros_and_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     wav = write_wav(tmp_path / "silent.wav", np.zeros(2 * SR, np.float32))
     cfg = AudioConfig(cache_dir=str(tmp_path / "cache"))
-    with caplog.at_level(logging.WARNING, logger="data.audio"):
+    with caplog.at_level(logging.WARNING, logger="data.preprocess.audio"):
         feats = video_audio_features(wav, 50, 25.0, cfg)
     assert feats.shape == (50, 50) and not feats.any() and np.isfinite(feats).all()
     assert "silent.wav" in caplog.text and "silent" in caplog.text
@@ -325,7 +325,7 @@ def test_silent_file_gives_zeros_and_warning(tmp_path: Path, caplog: pytest.LogC
 def test_missing_file_gives_zeros_and_warning(tmp_path: Path, path: str | None,
                                               caplog: pytest.LogCaptureFixture) -> None:
     wav = None if path is None else tmp_path / path
-    with caplog.at_level(logging.WARNING, logger="data.audio"):
+    with caplog.at_level(logging.WARNING, logger="data.preprocess.audio"):
         feats = video_audio_features(wav, 10, 30.0, AudioConfig(cache_dir=str(tmp_path)))
     assert feats.shape == (10, 50) and not feats.any()
     assert "no audio file" in caplog.text and str(path) in caplog.text
@@ -340,7 +340,7 @@ def test_disabled_gives_zeros(tmp_path: Path, voice: np.ndarray) -> None:
 def test_too_short_file_gives_zeros(tmp_path: Path, voice: np.ndarray,
                                     caplog: pytest.LogCaptureFixture) -> None:
     wav = write_wav(tmp_path / "short.wav", voice[:400])  # 25 ms < one 60 ms eGeMAPS window
-    with caplog.at_level(logging.WARNING, logger="data.audio"):
+    with caplog.at_level(logging.WARNING, logger="data.preprocess.audio"):
         feats = video_audio_features(wav, 3, 25.0, AudioConfig(cache_dir=str(tmp_path / "c")))
     assert not feats.any() and "too short" in caplog.text
 
@@ -351,7 +351,7 @@ def test_non_finite_values_are_zeroed(tmp_path: Path, voice: np.ndarray, monkeyp
     bad = np.ones((96, N_LLD), np.float32)
     bad[3, 4], bad[10, 0], bad[20, 7] = np.nan, np.inf, -np.inf
     monkeypatch.setattr(audio, "extract_lld", lambda *_: bad)
-    with caplog.at_level(logging.WARNING, logger="data.audio"):
+    with caplog.at_level(logging.WARNING, logger="data.preprocess.audio"):
         feats = video_audio_features(wav, 25, 25.0, AudioConfig(cache_dir=str(tmp_path / "c")))
     assert np.isfinite(feats).all()
     assert "replaced 3 non-finite" in caplog.text

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data.avec_features import FeatureSequence, align_to_labels, read_feature_file
+from data.datasets.avec_features import FeatureSequence, align_to_labels, read_feature_file
+from data.datasets.sewa import read_avec_labels
 from data.errors import DataError
-from data.sewa import read_avec_labels
 
 AVEC = Path(__file__).resolve().parents[2] / "shared" / "data" / "avec2019"  # ../shared beside the checkout
 VALUES = np.array([[1.5, -2.0], [2.5, 0.0], [3.5, 2.0], [4.5, 4.0]])

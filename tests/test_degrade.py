@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from skimage.data import astronaut
 
-from data.degrade import ARTEFACTS, DegradeConfig, Degrader
+from data.samples.degrade import ARTEFACTS, DegradeConfig, Degrader
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,7 +55,7 @@ def test_same_seed_same_output(face: np.ndarray, degrader: Degrader) -> None:
 def test_same_seed_same_output_in_another_process(face: np.ndarray, degrader: Degrader) -> None:
     code = (
         "import hashlib, cv2; from skimage.data import astronaut\n"
-        "from data.degrade import Degrader, DegradeConfig\n"
+        "from data.samples.degrade import Degrader, DegradeConfig\n"
         "face = cv2.resize(astronaut(), (112, 112), interpolation=cv2.INTER_AREA)\n"
         "d = Degrader(DegradeConfig())\n"
         "print(','.join(hashlib.sha1(d(face, s).tobytes()).hexdigest() for s in (7, 3, 123456)))\n"

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from data import demo
-from data.demo import (
+from data.datasets import demo
+from data.datasets.demo import (
     DEMO_VERSION,
     DemoSpec,
     default_demo_root,
@@ -109,7 +109,7 @@ def test_default_root_honours_cache_env(monkeypatch, tmp_path):
 
 
 def test_real_reader_indexes_the_demo(small_root):
-    affwild2 = pytest.importorskip("data.affwild2")
+    affwild2 = pytest.importorskip("data.datasets.affwild2")
     records, report = affwild2.index_split(small_root, "train")
     assert [r.name for r in records] == video_names(SMALL)["train"]
     assert all(r.fps == SMALL.fps and r.n_frames == SMALL.frames and r.audio is not None for r in records)

@@ -16,7 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import evaluate
 import train
-from gan.metrics import ccc
+from scoring.metrics import ccc
 from tests.train_helpers import REPO, TINY, _final_state, _interrupted_run, _jsonl, _run
 
 
@@ -129,9 +129,9 @@ def test_generator_updated_every_n_critic_iterations(demo_root, tmp_path):
                                                    "train.n_critic=3"])
     trainer = train.Trainer(cfg, None)
     counts = {"d": 0, "g": 0}
-    d_step, g_step = trainer.opt_d.step, trainer.opt_g.step
-    trainer.opt_d.step = lambda *a, **k: (counts.__setitem__("d", counts["d"] + 1), d_step(*a, **k))[1]
-    trainer.opt_g.step = lambda *a, **k: (counts.__setitem__("g", counts["g"] + 1), g_step(*a, **k))[1]
+    d_step, g_step = trainer.stepper.opt_d.step, trainer.stepper.opt_g.step
+    trainer.stepper.opt_d.step = lambda *a, **k: (counts.__setitem__("d", counts["d"] + 1), d_step(*a, **k))[1]
+    trainer.stepper.opt_g.step = lambda *a, **k: (counts.__setitem__("g", counts["g"] + 1), g_step(*a, **k))[1]
     loader = iter(train.train_loader(trainer.train_set, 8, 0, 0, 0))
     for _ in range(7):
         trainer.train_step(next(loader))

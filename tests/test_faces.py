@@ -11,9 +11,9 @@ import pytest
 import torch
 from skimage import data as skdata
 
-from data import faces
 from data.errors import DataError
-from data.faces import (
+from data.preprocess import faces
+from data.preprocess.faces import (
     TEMPLATE_112,
     FaceAlignmentLandmarker,
     align_face,

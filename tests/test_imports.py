@@ -1,39 +1,114 @@
-"""Imports go one way (DESIGN §2): data and gan never import each other nor the entry points."""
+"""Imports go one way (DESIGN §2), so the folder tree reads as the architecture.
+
+Packages, bottom up: ``scoring`` (metrics, protocols, post-processing, plots) uses nothing of the project;
+``data`` uses only itself; ``gan`` may use ``scoring``; ``runconfig`` composes the configs of ``data`` and
+``gan``; ``training`` (the pieces of ``train.py``) may use all of these; no package imports an entry point.
+Inside ``data`` the subpackages are layered too: ``datasets`` < ``preprocess`` < ``samples``, and
+``formats`` sits on ``datasets`` only. Function-level imports count; relative imports are refused because they
+would hide a cross-package import from this check.
+"""
 
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
-ENTRY_POINTS = {"train", "evaluate", "predict", "runconfig", "plots"}
+ENTRY_POINTS = {"train", "evaluate", "predict"}
+PACKAGES = ("data", "gan", "scoring", "training")
+
+#: what each package (or module prefix) may import from the project, by top-level module or dotted prefix
+ALLOWED = {
+    "scoring": {"scoring"},
+    "data": {"data"},
+    "gan": {"gan", "scoring"},
+    "training": {"training", "data", "gan", "scoring", "runconfig"},
+}
+#: layers inside data: a module of the key may import data modules under these prefixes only
+DATA_LAYERS = {
+    "data.datasets": {"data.errors", "data.datasets"},
+    "data.formats": {"data.errors", "data.datasets", "data.formats"},
+    "data.preprocess": {"data.errors", "data.datasets", "data.preprocess"},
+    "data.samples": {"data.errors", "data.datasets", "data.preprocess", "data.samples"},
+}
+PROJECT = {*PACKAGES, *ENTRY_POINTS, "runconfig"}
 
 
-def _imported_top_modules(path: Path) -> set[str]:
+def _imported_modules(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names |= {alias.name.split(".")[0] for alias in node.names}
+            names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
-            if node.level:  # relative imports would hide a cross-package import from this check
+            if node.level:
                 names.add("<relative import>")
             elif node.module:
-                names.add(node.module.split(".")[0])
+                names.add(node.module)
     return names
 
 
-def test_packages_do_not_import_each_other_or_entry_points():
-    forbidden = {"data": {"gan", "<relative import>"} | ENTRY_POINTS,
-                 "gan": {"data", "<relative import>"} | ENTRY_POINTS}
+def _module_name(path: Path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts)
+
+
+def _project_imports(path: Path) -> set[str]:
+    return {m for m in _imported_modules(path) if m == "<relative import>" or m.split(".")[0] in PROJECT}
+
+
+def _under(module: str, prefixes: set[str]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def _package_files(package: str) -> list[Path]:
+    files = sorted((ROOT / package).rglob("*.py"))
+    assert files, f"no modules found in {package}/"
+    return files
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_package_imports_only_what_its_layer_allows(package):
     offences = []
-    for package, banned in forbidden.items():
-        files = sorted((ROOT / package).glob("*.py"))
-        assert files, f"no modules found in {package}/"
-        for path in files:
-            bad = _imported_top_modules(path) & banned
-            if bad:
-                offences.append(f"{path.relative_to(ROOT)} imports {sorted(bad)}")
+    for path in _package_files(package):
+        bad = {m for m in _project_imports(path) if not _under(m, ALLOWED[package])}
+        if bad:
+            offences.append(f"{path.relative_to(ROOT)} imports {sorted(bad)}")
     assert offences == []
 
 
+def test_data_subpackages_are_layered():
+    offences = []
+    for path in _package_files("data"):
+        name = _module_name(path)
+        layer = next((prefix for prefix in DATA_LAYERS if _under(name, {prefix})), None)
+        if layer is None:
+            continue   # data/errors.py and the command-line modules (prepare, summary) sit on top
+        bad = {m for m in _project_imports(path) if not _under(m, DATA_LAYERS[layer])}
+        if bad:
+            offences.append(f"{name} imports {sorted(bad)}")
+    assert offences == []
+
+
+def test_every_subpackage_is_a_package():
+    """An __init__.py in every folder, so setuptools' package discovery installs all of them."""
+    for package in PACKAGES:
+        for folder in [ROOT / package, *(p for p in (ROOT / package).rglob("*") if p.is_dir())]:
+            if folder.name != "__pycache__" and any(folder.glob("*.py")):
+                assert (folder / "__init__.py").exists(), f"{folder.relative_to(ROOT)} lacks __init__.py"
+
+
+def test_runconfig_uses_only_data_and_gan():
+    bad = {m for m in _project_imports(ROOT / "runconfig.py") if not _under(m, {"data", "gan"})}
+    assert bad == set()
+
+
 def test_evaluate_does_not_import_train():
-    assert "train" not in _imported_top_modules(ROOT / "evaluate.py")
+    assert "train" not in {m.split(".")[0] for m in _imported_modules(ROOT / "evaluate.py")}
+
+
+def test_the_check_sees_a_wrong_way_import(tmp_path):
+    """The checker itself: a module that imports upward is reported."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("from gan.models import ALN\nfrom .x import y\n")
+    found = _project_imports(bad)
+    assert {m for m in found if not _under(m, ALLOWED["data"])} == {"gan.models", "<relative import>"}

@@ -14,7 +14,7 @@ from gan.losses import (
     label_bins,
     weighted_affect_terms,
 )
-from gan.metrics import ccc, pcc, rmse
+from scoring.metrics import ccc, pcc, rmse
 
 
 def _np_weighted(p, t, w):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gan.metrics import ccc, pcc, psnr, rmse, score_va
+from scoring.metrics import ccc, pcc, psnr, rmse, score_va
 
 
 def test_hand_computed_population_and_avec():
@@ -89,7 +89,7 @@ def test_psnr():
 def test_ssim_matches_scikit_image_and_orders_degradations():
     from skimage.metrics import structural_similarity
 
-    from gan.metrics import ssim
+    from scoring.metrics import ssim
 
     rng = np.random.default_rng(0)
     clean = np.clip(rng.normal(0, 0.4, (2, 3, 24, 30)).cumsum(axis=-1) / 4, -1, 1)

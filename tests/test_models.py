@@ -3,9 +3,8 @@
 import pytest
 import torch
 
-from gan.checkpoint import transfer_weights
 from gan.losses import class_balance_weights
-from gan.models import ALN, ModelConfig
+from gan.models import ALN, ModelConfig, transfer_weights
 from gan.objective import ALNObjective, LossConfig
 
 SMALL = dict(image_size=32, g_conv_dim=4, g_res_blocks=1, d_conv_dim=4)

@@ -6,7 +6,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-import plots
+import scoring.plots as plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DIMS = ("valence", "arousal")

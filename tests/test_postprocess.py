@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from gan.metrics import ccc
-from gan.postprocess import (
+from scoring.metrics import ccc
+from scoring.postprocess import (
     DimensionChain,
     PostProcessChain,
     PostProcessConfig,

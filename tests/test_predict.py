@@ -5,7 +5,7 @@ import pytest
 
 import predict
 import train
-from data.video import iter_frames, probe
+from data.preprocess.video import iter_frames, probe
 from tests.test_video import face_frame, grey_frame, write_video
 from tests.train_helpers import TINY
 

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from data import audio as audio_mod
-from data.audio import AudioConfig, video_audio_features
-from data.faces import make_landmarker, template
-from data.meta import read_meta
+from data.datasets.meta import read_meta
 from data.prepare import main
+from data.preprocess import audio as audio_mod
+from data.preprocess.audio import AudioConfig, video_audio_features
+from data.preprocess.faces import make_landmarker, template
 from tests.test_video import face_frame, grey_frame, write_video
 
 REPO = Path(__file__).resolve().parents[1]

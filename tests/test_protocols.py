@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import evaluate
-from data.abaw_submission import write_predictions
-from gan.metrics import ccc, pcc, rmse
-from gan.protocols import Recording, crop_or_pad, score_abaw, score_avec
+from data.formats.abaw_submission import write_predictions
+from scoring.metrics import ccc, pcc, rmse
+from scoring.protocols import Recording, crop_or_pad, score_abaw, score_avec
 from tests.test_sewa import write_labels
 
 AVEC = Path(__file__).resolve().parents[2] / "shared" / "data" / "avec2019"

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from data.degrade import DegradeConfig
-from data.demo import DemoSpec
-from data.loaders import DataConfig, load_split, restoration_sets
+from data.datasets.demo import DemoSpec
+from data.samples.degrade import DegradeConfig
+from data.samples.loaders import DataConfig, load_split, restoration_sets
 from gan.evaluation import flat_restoration_tags, restoration_scores
-from gan.metrics import psnr, ssim
+from scoring.metrics import psnr, ssim
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from data.affwild2 import valid_label_mask
-from data.dataset import AffectFrameDataset
-from data.errors import DataError
-from data.meta import VideoMeta, write_meta
-from data.sewa import (
+from data.datasets.affwild2 import valid_label_mask
+from data.datasets.meta import VideoMeta, write_meta
+from data.datasets.sewa import (
     AvecLabels,
     SewaConfig,
     check_manifest,
@@ -30,6 +28,8 @@ from data.sewa import (
     split_recordings,
     write_fold_manifest,
 )
+from data.errors import DataError
+from data.samples.dataset import AffectFrameDataset
 from tests.fixtures import write_face
 
 AVEC = Path(__file__).resolve().parents[2] / "shared" / "data" / "avec2019"  # ../shared beside the checkout
@@ -331,7 +331,7 @@ def test_index_sewa_linear_and_delays_from_config(tmp_path):
 
 def test_index_sewa_without_meta_uses_last_crop_and_default_fps(tmp_path, caplog):
     write_recording(tmp_path, "Train_DE_02", n_frames=12, fps=None, label_seconds=2.0, missing=[12], meta=False)
-    with caplog.at_level(logging.WARNING, logger="data.sewa"):
+    with caplog.at_level(logging.WARNING, logger="data.datasets.sewa"):
         (rec,), _ = index_sewa(tmp_path, ["Train_DE_02"], "train", SewaConfig(default_fps=10.0))
     assert rec.fps == 10.0 and rec.n_frames == 11                   # frame 12 had no face: not countable
     assert "no video metadata" in caplog.text
@@ -389,7 +389,7 @@ def test_parse_stem_and_labelled_recordings(tmp_path, caplog):
     assert parse_stem("Devel_FR_01") is None and parse_stem("notes") is None
     write_label_tree(tmp_path, ["Train_DE_02", "Devel_HU_01"])
     (tmp_path / "labels" / "readme.csv").write_text("x")
-    with caplog.at_level(logging.WARNING, logger="data.sewa"):
+    with caplog.at_level(logging.WARNING, logger="data.datasets.sewa"):
         assert labelled_recordings(tmp_path) == ["Devel_HU_01", "Train_DE_02"]
     assert "readme" in caplog.text
     with pytest.raises(DataError, match="label folder is missing"):
@@ -565,7 +565,7 @@ def test_avec_and_cross_cultural_protocols(tmp_path):
 
 def test_official_rows_take_the_frame_at_label_time_minus_delay(tmp_path):
     """A label at time t describes the frame at t - delay: the AVEC row at t carries that frame's prediction."""
-    from data.official_outputs import sewa_tracks
+    from data.formats.official_outputs import sewa_tracks
 
     write_recording(tmp_path, "Train_DE_01", n_frames=30, fps=10, label_seconds=2.9)
     cfg = SewaConfig(delay_arousal=0.5, delay_valence=0.0)

@@ -160,7 +160,7 @@ def test_a_denoise_stage_builds_no_critic_optimiser(demo_root, tmp_path):
     cfg = load_config(train.DEFAULT_PRESET, [*TINY, f"data.root={demo_root}", f"run.dir={tmp_path}",
                                              "train.max_steps=8", STAGES])
     trainer = train.Trainer(cfg, None)
-    assert trainer.stage.variant == "denoise" and trainer.opt_d is None and trainer.opt_g is not None
+    assert trainer.stage.variant == "denoise" and trainer.stepper.opt_d is None and trainer.stepper.opt_g is not None
     trainer.runlog.close()
 
 

@@ -18,7 +18,7 @@ import soundfile as sf
 from skimage import data as skdata
 
 from data.errors import DataError
-from data.video import decode_audio, extract_audio, frame_rate, iter_frames, probe
+from data.preprocess.video import decode_audio, extract_audio, frame_rate, iter_frames, probe
 
 W, H = 160, 120
 TONE_HZ = 440.0

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gan.metrics import score_dimension
+from scoring.metrics import score_dimension
 
 AVEC_DIMENSIONS = ("arousal", "valence", "liking")
 ABAW_DIMENSIONS = ("valence", "arousal")

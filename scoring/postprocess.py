@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from gan.metrics import CONVENTIONS, ccc
+from scoring.metrics import CONVENTIONS, ccc
 
 STEPS = ("median", "centre", "scale", "shift")
 
@@ -54,7 +54,7 @@ class PostProcessConfig:
         shifts: time shifts in samples to try; positive moves predictions later (module docstring).
         centre: whether bias centring may be kept.
         scale: whether scaling to the training standard deviation may be kept.
-        convention: CCC convention of ``gan.metrics`` used to pick parameters.
+        convention: CCC convention of ``scoring.metrics`` used to pick parameters.
         min_gain: a step is kept only if it raises validation CCC by more than this; guards against
             keeping no-op steps on floating-point noise.
     """

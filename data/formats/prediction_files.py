@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from data.abaw_submission import read_single_file
-from data.affwild2 import read_va_annotation
+from data.datasets.affwild2 import read_va_annotation
+from data.datasets.sewa import parse_stem, read_avec_labels
 from data.errors import DataError
-from data.sewa import parse_stem, read_avec_labels
+from data.formats.abaw_submission import read_single_file
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Synthetic "demo" affect dataset in the Aff-Wild2 on-disk layout.
 
 Why this exists: ``python train.py`` must run end to end without a licence-gated download, and it
-should exercise the *real* dataset readers (``data.affwild2``, ``data.audio``) rather than a special
+should exercise the *real* dataset readers (``data.datasets.affwild2``, ``data.preprocess.audio``) rather than a special
 code path. So we generate, once and deterministically, a small dataset that looks like Aff-Wild2 on
 disk: procedurally drawn faces whose expressions follow smooth valence/arousal (V/A) traces, and a
 voiced, speech-like sound whose pitch and loudness follow arousal. It is a sanity benchmark only and is

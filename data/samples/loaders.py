@@ -19,13 +19,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from data.affwild2 import VideoRecord, index_split
-from data.audio import AudioConfig, AudioStandardiser, video_audio_features
-from data.dataset import AffectFrameDataset, read_rgb, to_tensor
-from data.degrade import ARTEFACTS, DegradeConfig, Degrader
-from data.demo import DemoSpec, default_demo_root, ensure_demo_dataset
+from data.datasets.affwild2 import VideoRecord, index_split
+from data.datasets.demo import DemoSpec, default_demo_root, ensure_demo_dataset
+from data.datasets.sewa import SewaConfig, index_sewa, split_recordings
 from data.errors import DataError
-from data.sewa import SewaConfig, index_sewa, split_recordings
+from data.preprocess.audio import AudioConfig, AudioStandardiser, video_audio_features
+from data.samples.dataset import AffectFrameDataset, read_rgb, to_tensor
+from data.samples.degrade import ARTEFACTS, DegradeConfig, Degrader
 
 log = logging.getLogger(__name__)
 

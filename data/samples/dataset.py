@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from data.affwild2 import VideoRecord
+from data.datasets.affwild2 import VideoRecord
 from data.errors import DataError
 
 # OpenCV's own thread pool competes with torch's for the same cores; decoding one small crop needs none.

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from data.datasets.sewa import nearest_index, unquote
 from data.errors import DataError
-from data.sewa import nearest_index, unquote
 
 TIME_COLUMNS = ("frametime", "timestamp", "time")
 METHODS = ("nearest", "linear")

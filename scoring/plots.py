@@ -2,7 +2,7 @@
 
 Rendering is headless (the Agg backend is selected here, before pyplot is imported) so evaluation runs on
 servers and in tests without a display; every figure is closed after saving so long evaluation loops do not
-accumulate memory. CCC values in panel titles come from ``gan.metrics`` (population convention), the same
+accumulate memory. CCC values in panel titles come from ``scoring.metrics`` (population convention), the same
 function that writes ``metrics.json``.
 """
 
@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
-from gan.metrics import ccc  # noqa: E402
+from scoring.metrics import ccc  # noqa: E402
 
 PRED_COLOR = "#d62728"   # red: predictions
 GOLD_COLOR = "#1f1f1f"   # near black: gold labels

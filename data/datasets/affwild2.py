@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from data.datasets.meta import read_meta
 from data.errors import DataError
-from data.meta import read_meta
 
 log = logging.getLogger(__name__)
 

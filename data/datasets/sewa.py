@@ -44,9 +44,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data.affwild2 import IndexReport, VideoRecord
+from data.datasets.affwild2 import IndexReport, VideoRecord
+from data.datasets.meta import meta_path, read_meta
 from data.errors import DataError
-from data.meta import meta_path, read_meta
 
 log = logging.getLogger(__name__)
 

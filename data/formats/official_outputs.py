@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data.abaw_submission import fill_all_frames, write_predictions
-from data.affwild2 import VideoRecord
-from data.sewa import SewaConfig, parse_stem, read_avec_labels
+from data.datasets.affwild2 import VideoRecord
+from data.datasets.sewa import SewaConfig, parse_stem, read_avec_labels
+from data.formats.abaw_submission import fill_all_frames, write_predictions
 
 AVEC_PREDICTED = ("arousal", "valence")   # ALN predicts these two of the three AVEC dimensions
 ABAW_DIMENSIONS = ("valence", "arousal")

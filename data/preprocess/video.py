@@ -218,7 +218,7 @@ def decode_audio(path: Path, sample_rate: int = AUDIO_RATE) -> np.ndarray | None
     """The audio track of ``path`` as float32 mono at ``sample_rate``, or None without an audio stream.
 
     Resampling is done by FFmpeg (PyAV's ``AudioResampler``) keeping the source channels; the mono mix
-    is then the plain channel mean, the same rule :mod:`data.audio` applies to stereo wavs (FFmpeg's
+    is then the plain channel mean, the same rule :mod:`data.preprocess.audio` applies to stereo wavs (FFmpeg's
     own stereo->mono matrix sums the channels at -3 dB each, which can exceed full scale and clip).
 
     The signal is aligned to the video: sample 0 is the time of the first video frame, so a track
@@ -258,7 +258,7 @@ def decode_audio(path: Path, sample_rate: int = AUDIO_RATE) -> np.ndarray | None
 def extract_audio(path: Path, wav_path: Path, sample_rate: int = AUDIO_RATE) -> float | None:
     """Write the audio track of video ``path`` to ``wav_path`` (16 kHz mono PCM_16) and return its length.
 
-    This is the ``audio/<video>.wav`` that :mod:`data.audio` turns into eGeMAPS features; see
+    This is the ``audio/<video>.wav`` that :mod:`data.preprocess.audio` turns into eGeMAPS features; see
     :func:`decode_audio` for the mixing and synchronisation rules.
 
     Returns:

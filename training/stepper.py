@@ -1,0 +1,140 @@
+"""One training iteration of ALN and the per-stage state it updates (model, objective, optimisers).
+
+An iteration is one D step; every ``train.n_critic``-th iteration is also a G step (StarGAN's schedule);
+a ``denoise`` stage trains the AEG alone on the denoising L1. Learning rates are a pure function of the
+step, so a checkpoint needs no scheduler state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import torch
+
+from gan.checkpoint import load_weights
+from gan.evaluation import autocast
+from gan.losses import term_gradient_norms
+from gan.models import ALN, set_requires_grad
+from gan.objective import ALNObjective
+from gan.stages import Stage
+from runconfig import RunConfig
+
+log = logging.getLogger(__name__)
+
+
+def lr_factor(step: int, max_steps: int, decay_from: float) -> float:
+    """1 until ``decay_from * max_steps``, then linear to 0 at ``max_steps`` (StarGAN's schedule)."""
+    start = int(decay_from * max_steps)
+    if step < start or max_steps <= start:
+        return 1.0
+    return max(0.0, (max_steps - step) / (max_steps - start))
+
+
+class ALNStepper:
+    """The model, objective and optimisers of the current stage, and the iteration that updates them."""
+
+    def __init__(self, cfg: RunConfig, audio_dim: int, balance: torch.Tensor, device: torch.device):
+        self.cfg, self.audio_dim, self.balance, self.device = cfg, audio_dim, balance, device
+
+    def build_stage(self, stage: Stage, previous: ALN | None = None) -> None:
+        """The model, objective and optimisers of ``stage``; from ``previous``'s weights when given."""
+        self.stage = stage
+        mcfg = dataclasses.replace(self.cfg.model, variant=stage.model_variant)
+        self.model = ALN(mcfg, self.audio_dim).to(self.device)
+        if previous is not None:
+            copied, fresh = self.model.start_from_stage(previous.state_dict())
+            log.info("stage %s: %d tensors from the previous stage, %d new (%s)", stage.name, copied, len(fresh),
+                     ", ".join(fresh[:4]) + (" ..." if len(fresh) > 4 else ""))
+        self.objective = ALNObjective(self.model, self.cfg.loss, self.balance.to(self.device))
+        t = self.cfg.train
+        betas = (t.beta1, t.beta2)
+        self.opt_d = (torch.optim.Adam(self.model.cd.parameters(), lr=t.lr_d, betas=betas)
+                      if stage.trains_critic else None)
+        self.opt_g = (torch.optim.Adam(self.model.aeg.parameters(), lr=t.lr_g, betas=betas)
+                      if self.model.aeg else None)
+        self.last_g_logs: dict[str, torch.Tensor] = {}   # latest G step's G/..., repeated until the next one
+        if t.compile:
+            self._compile()
+
+    def next_stage(self, stage: Stage) -> None:
+        """Stage boundary: build ``stage``'s model from this one's weights, with fresh optimisers."""
+        self.build_stage(stage, self.model)
+
+    def _compile(self) -> None:
+        """Compile the AEG; the CD too unless WGAN-GP needs its double backward, which compile lacks."""
+        self.model.aeg.compile() if self.model.aeg else None
+        if self.cfg.loss.adversarial != "wgan-gp" or not self.model.aeg:
+            self.model.cd.compile()
+
+    def state_dict(self) -> dict:
+        """What a checkpoint needs of the stage: its index and variant, weights, optimisers, latest G logs."""
+        return {
+            "stage": self.stage.index,
+            "variant": self.stage.model_variant,   # the weights' variant (config's model.variant is the run's last)
+            "audio_dim": self.audio_dim,
+            "model": self.model.state_dict(),
+            "opt_d": self.opt_d.state_dict() if self.opt_d else {},
+            "opt_g": self.opt_g.state_dict() if self.opt_g else {},
+            "last_g_logs": {k: float(v) for k, v in self.last_g_logs.items()},
+        }
+
+    def load_state_dict(self, ckpt: dict, source: str) -> None:
+        load_weights(self.model, ckpt["model"], source)
+        if self.opt_d:
+            self.opt_d.load_state_dict(ckpt["opt_d"])
+        if self.opt_g:
+            self.opt_g.load_state_dict(ckpt["opt_g"])
+        self.last_g_logs = {k: torch.tensor(v) for k, v in ckpt.get("last_g_logs", {}).items()}
+
+    def learning_rate(self) -> float:
+        """The current LR of the stage's main optimiser (D's; G's in a denoise stage), for the logs."""
+        return (self.opt_d or self.opt_g).param_groups[0]["lr"]
+
+    def set_learning_rates(self, step: int) -> None:
+        """Per-stage schedule, a pure function of the step (stored in every checkpoint): no scheduler state."""
+        t, stage = self.cfg.train, self.stage
+        factor = lr_factor(step - stage.start, stage.steps, t.lr_decay_from)
+        for opt, base in ((self.opt_d, stage.lr or t.lr_d), (self.opt_g, stage.lr or t.lr_g)):
+            for group in opt.param_groups if opt else ():
+                group["lr"] = base * factor
+
+    def train_step(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
+        """Iteration ``step + 1``: a D step, and a G step every n_critic iterations (denoise stage: an AEG step)."""
+        m, obj, t = self.model, self.objective, self.cfg.train
+        self.set_learning_rates(step)
+        if not self.stage.trains_critic:
+            with autocast(self.device, t.amp):
+                loss, logs = obj.denoise_loss(batch)
+            self.opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt_g.step()
+            return logs
+        with autocast(self.device, t.amp):
+            d_loss, logs = obj.discriminator_loss(batch)
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+        logs["D/loss"] = d_loss.detach()
+        if m.aeg is not None and (step + 1) % t.n_critic == 0:
+            set_requires_grad(m.cd, False)
+            with autocast(self.device, t.amp):
+                terms, g_logs = obj.generator_terms(batch)
+            g_loss = sum(terms.values())
+            self.opt_g.zero_grad(set_to_none=True)
+            if self._last_g_step_before_log(step):
+                g_logs.update(term_gradient_norms(terms, list(m.aeg.parameters())))
+            g_loss.backward()
+            self.opt_g.step()
+            set_requires_grad(m.cd, True)
+            g_logs["G/loss"] = g_loss.detach()
+            self.last_g_logs = g_logs
+        logs.update(self.last_g_logs)   # G/... of the latest G step, so every log step shows them
+        return logs
+
+    def _last_g_step_before_log(self, step: int) -> bool:
+        """True for the G step after which no other G step comes before the next log step."""
+        t = self.cfg.train
+        done = step + 1
+        next_log = min(-(-done // t.log_every) * t.log_every, self.stage.end)
+        return next_log - done < t.n_critic

@@ -1,0 +1,63 @@
+"""Validation during training: V/A scores, the extra views, restoration scores and the image grid.
+
+It runs the same inference code as ``evaluate.py`` (``gan.evaluation``) on the same scoring dataset
+(``data.samples.loaders.scoring_dataset``), so a validation number and an evaluation number of one
+checkpoint agree.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from data.samples.loaders import collate, eval_loader, restoration_sets, scoring_dataset
+from gan.evaluation import (
+    VIEW_TAGS,
+    flat_restoration_tags,
+    predict_batches,
+    restoration_grid,
+    restoration_scores,
+)
+from gan.models import ALN
+from runconfig import RunConfig
+from scoring.metrics import score_va
+from training.run_folder import RunLog
+
+
+class Validator:
+    """The fixed validation inputs of a run and one pass over them per call."""
+
+    def __init__(self, cfg: RunConfig, val_split, device: torch.device):
+        dcfg, size = cfg.data, cfg.model.image_size
+        degrade = dcfg.degrade if dcfg.degrade.enabled else None
+        self.cfg, self.device = cfg, device
+        self.val_set = scoring_dataset(val_split, size, degrade)
+        frames = cfg.train.restoration_frames
+        self.restoration_sets = restoration_sets(val_split, size, degrade, frames) if degrade and frames else {}
+        grid_idx = np.linspace(0, len(self.val_set) - 1, min(cfg.train.grid_size, len(self.val_set))).astype(int)
+        self.grid_batch = collate([self.val_set[int(i)] for i in grid_idx])
+
+    def run(self, model: ALN, step: int, stage_index: int, runlog: RunLog) -> dict[str, dict[str, float]]:
+        """Score ``model``, log everything at ``step`` and return the headline scores per dimension."""
+        loader = eval_loader(self.val_set, self.cfg.data.eval_batch_size)
+        preds = predict_batches(model, loader, self.device, self.cfg.train.amp)
+        if not np.isfinite(preds.pred).all():
+            raise FloatingPointError(f"validation predictions are not finite at step {step}")
+        scores = preds.scores("population")
+        values = {f"val/{m}_{dim}": scores[dim][m] for dim in scores for m in ("ccc", "pcc", "rmse")}
+        for view, pred in preds.views().items():
+            values.update({f"{VIEW_TAGS[view]}/ccc_{dim}": s["ccc"] for dim, s in score_va(pred, preds.gold).items()})
+        if preds.psnr_restored is not None:
+            values.update({"val/psnr_restored": preds.psnr_restored, "val/psnr_degraded": preds.psnr_degraded,
+                           "val/ssim_restored": preds.ssim_restored, "val/ssim_degraded": preds.ssim_degraded})
+        if self.restoration_sets:
+            table = restoration_scores(model, self.restoration_sets, self.device, self.cfg.data.eval_batch_size)
+            values.update(flat_restoration_tags(table))
+        values["stage"] = stage_index
+        runlog.scalars(step, values)
+        writer = runlog.writer
+        writer.add_histogram("val/pred_valence", preds.pred[:, 0], step)
+        writer.add_histogram("val/pred_arousal", preds.pred[:, 1], step)
+        writer.add_image("val/restoration_clean_degraded_restored_cycle",
+                         restoration_grid(model, self.grid_batch, self.device), step)
+        return scores
