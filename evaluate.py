@@ -22,7 +22,7 @@ and prints a table. With several checkpoints (one per fold) it also writes ``fol
 ``folds.json`` (a row per fold, then mean and std over folds). ``--postprocess`` fits the post-processing
 chain (median filter, centring, scaling, time shift) on the validation split and reports before/after.
 
-**Protocol mode** scores existing prediction files exactly as the challenges do (``gan/protocols.py``):
+**Protocol mode** scores existing prediction files exactly as the challenges do (``scoring/protocols.py``):
 ``avec2019`` (recordings concatenated per culture and for all together, crop/pad, ``avec`` CCC/PCC, RMSE for
 arousal, valence and liking) or ``abaw`` (-5 frames excluded, population CCC over all frames, mean CCC).
 """

@@ -29,9 +29,9 @@ import torch
 
 from data.datasets.meta import read_meta
 from data.errors import DataError
-from data.prepare import PrepareOptions, prepare_video
 from data.preprocess.audio import AudioStandardiser, video_audio_features
 from data.preprocess.faces import make_landmarker
+from data.preprocess.pipeline import PrepareOptions, prepare_video
 from data.preprocess.video import iter_frames
 from data.samples.dataset import read_rgb, to_tensor
 from gan.checkpoint import load_checkpoint, model_from_checkpoint

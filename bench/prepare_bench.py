@@ -7,7 +7,7 @@ h264 + AAC tone, i.e. a typical Aff-Wild2 YouTube resolution) and times, in fram
 
 * decode only: PyAV decode to RGB (the floor every other row pays);
 * decode + detect + align: the landmarker on every frame and the similarity warp, nothing written;
-* full prepare: ``data.prepare.prepare_video`` (JPEG crops, 16 kHz wav, eGeMAPS with a cold cache,
+* full prepare: ``data.preprocess.pipeline.prepare_video`` (JPEG crops, 16 kHz wav, eGeMAPS with a cold cache,
   metadata), once per ``--every`` value.
 
 Landmarker construction is timed separately (startup). The face-alignment backend only runs when its
@@ -29,8 +29,8 @@ import torch
 from skimage import data as skdata
 
 from data.errors import DataError
-from data.prepare import PrepareOptions, prepare_video
 from data.preprocess.faces import BACKENDS, align_face, check_face_alignment_weights, make_landmarker
+from data.preprocess.pipeline import PrepareOptions, prepare_video
 from data.preprocess.video import iter_frames
 
 
@@ -81,7 +81,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    cv2.setNumThreads(1)  # see data.prepare._thread_limits
+    cv2.setNumThreads(1)  # see data.preprocess.batch._thread_limits
 
     rows: list[tuple[str, str, float | None, str]] = []  # backend, stage, frames/s, note
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,7 +1,7 @@
 """Inference over batches: validation during training and ``evaluate.py`` run this same code.
 
 Batches are dicts of tensors (the sample contract); predictions follow the test-time path of DESIGN §4
-(AEG cleans, CD scores the cleaned image with its z and the audio). Scores come from ``gan/metrics.py``.
+(AEG cleans, CD scores the cleaned image with its z and the audio). Scores come from ``scoring/metrics.py``.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def restoration_scores(model: ALN, sets: dict[str, tuple[torch.Tensor, torch.Ten
     """PSNR and SSIM of degraded and restored faces against the clean ones, per artefact set.
 
     ``sets`` maps an artefact name (blur, noise, downscale, colour, all) to (clean, degraded) batches in
-    [-1, 1] (see ``data.loaders.restoration_sets``). Returns ``{artefact: {"psnr_degraded", "psnr_restored",
+    [-1, 1] (see ``data.samples.loaders.restoration_sets``). Returns ``{artefact: {"psnr_degraded", "psnr_restored",
     "ssim_degraded", "ssim_restored"}}``; without an AEG the restored face is the degraded one.
     """
     was_training = model.training

@@ -1,7 +1,7 @@
 """Loss functions of ALN: adversarial (WGAN-GP or the paper's log loss), cycle reconstruction, affect.
 
 Each function takes tensors and returns a scalar tensor; the training objective (``gan/objective.py``)
-combines them. The affect loss uses the *same* statistics as the metrics in ``gan/metrics.py``
+combines them. The affect loss uses the *same* statistics as the metrics in ``scoring/metrics.py``
 (population convention, 1/N), weighted per sample by class-balance weights, so that minimising
 ``1 - CCC`` here maximises the CCC reported at validation.
 """
@@ -130,7 +130,7 @@ def weighted_affect_terms(pred: torch.Tensor, target: torch.Tensor, weight: torc
                           eps: float = 1e-8) -> dict[str, torch.Tensor]:
     """Weighted RMSE, PCC and CCC per column of (B, D) tensors, with per-sample weights (B, D).
 
-    With all weights equal these are exactly the ``population`` metrics of ``gan/metrics.py``.
+    With all weights equal these are exactly the ``population`` metrics of ``scoring/metrics.py``.
     Returns a dict of (D,) tensors.
     """
     w = weight.to(pred.dtype)

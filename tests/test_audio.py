@@ -1,4 +1,4 @@
-"""Tests for data/audio.py: eGeMAPS LLD extraction, per-frame indexing, caching, silence, z-scoring."""
+"""Tests for data/preprocess/audio.py: eGeMAPS LLD extraction, per-frame indexing, caching, silence, z-scoring."""
 
 from __future__ import annotations
 

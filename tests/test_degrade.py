@@ -1,4 +1,4 @@
-"""Tests for data/degrade.py: determinism per seed, each artefact's effect, the clean share."""
+"""Tests for data/samples/degrade.py: determinism per seed, each artefact's effect, the clean share."""
 
 from __future__ import annotations
 

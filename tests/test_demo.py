@@ -1,4 +1,4 @@
-"""Tests for the synthetic demo dataset (data/demo.py).
+"""Tests for the synthetic demo dataset (data/datasets/demo/).
 
 They check behaviour a training run relies on: the exact Aff-Wild2 layout the readers parse, byte-level
 determinism, safe caching (idempotent, regenerates when stale, never half-written), the deliberate
@@ -23,11 +23,13 @@ from data.datasets.demo import (
     DemoSpec,
     default_demo_root,
     ensure_demo_dataset,
+    face_drawing,
     render_face,
     sample_identity,
     synth_audio,
     va_traces,
     video_names,
+    writer,
 )
 from data.errors import DataError
 
@@ -194,7 +196,7 @@ def test_refuses_to_delete_foreign_folder(tmp_path):
 
 def test_killed_generation_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = demo._write_video
+    real = writer._write_video
 
     def dying(*args, **kwargs):
         calls["n"] += 1
@@ -202,11 +204,11 @@ def test_killed_generation_leaves_nothing_that_looks_complete(tmp_path, monkeypa
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(demo, "_write_video", dying)
+    monkeypatch.setattr(writer, "_write_video", dying)
     with pytest.raises(KeyboardInterrupt):
         ensure_demo_dataset(tmp_path / "d", SMALL)
     assert list(tmp_path.iterdir()) == []  # neither the root nor a partial sibling remains
-    monkeypatch.setattr(demo, "_write_video", real)
+    monkeypatch.setattr(writer, "_write_video", real)
     assert (ensure_demo_dataset(tmp_path / "d", SMALL) / "DEMO_DONE.json").is_file()
 
 
@@ -242,7 +244,7 @@ def test_invalid_runs_and_missing_frames_on_disk(small_root):
 
 def test_corruption_plan_for_default_spec():
     spec = DemoSpec()
-    plan, again = demo._corruption_plan(spec), demo._corruption_plan(spec)
+    plan, again = writer._corruption_plan(spec), writer._corruption_plan(spec)
     assert plan.keys() == again.keys()
     assert all(np.array_equal(plan[k][i], again[k][i]) for k in plan for i in (0, 1))
     with_invalid = [k for k, (inv, _) in plan.items() if len(inv)]
@@ -267,7 +269,7 @@ def _identities(n: int = 6) -> list[demo.FaceIdentity]:
 
 def _mouth_lift(img: np.ndarray, identity, size: int) -> float:
     """How much higher (px) the dark mouth line sits at the corners than at the centre (> 0 = smile)."""
-    lay = demo._face_layout(identity, size)
+    lay = face_drawing._face_layout(identity, size)
     darkness = np.clip(float(np.asarray(identity.skin) @ LUMA) - img.astype(float) @ LUMA - 15.0, 0.0, None)
     ys, xs = np.arange(size), np.abs(np.arange(size) - lay.cx)
     rows = (ys >= lay.mouth_y - 0.5 * lay.mouth_w) & (ys <= lay.mouth_y + 0.7 * lay.mouth_w)
@@ -294,7 +296,7 @@ def test_valence_bends_the_mouth():
 
 def _sclera_pixels(img: np.ndarray, identity, size: int) -> int:
     """White-of-the-eye pixels (bright, unsaturated) inside the two eye boxes."""
-    lay = demo._face_layout(identity, size)
+    lay = face_drawing._face_layout(identity, size)
     f = img.astype(float)
     sclera = (f.min(axis=2) > 0.85 * f.max(axis=2)) & (f.max(axis=2) > 150)
     total = 0
@@ -315,7 +317,7 @@ def test_arousal_opens_the_eyes():
 
 def test_arousal_drops_the_jaw():
     for identity in _identities(3):
-        lay = demo._face_layout(identity, 112)
+        lay = face_drawing._face_layout(identity, 112)
         y0, y1 = int(lay.mouth_y - 2), int(lay.mouth_y + 0.8 * lay.mouth_w)
         x0, x1 = int(lay.cx - 0.3 * lay.mouth_w), int(lay.cx + 0.3 * lay.mouth_w)
         cavity = [int((render_face(0.0, a, identity, 112)[y0:y1, x0:x1].max(axis=2) < 80).sum()) for a in (-0.9, 0.9)]

@@ -1,4 +1,4 @@
-"""data.faces: landmark backends, the 5-point template, similarity alignment, offline weight handling."""
+"""data.preprocess.faces: landmark backends, the 5-point template, similarity alignment, offline weight handling."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""plots.py: PNG traces and density scatters render headless and leak no figures; markdown tables."""
+"""scoring/plots.py: PNG traces and density scatters render headless and leak no figures; markdown tables."""
 
 from __future__ import annotations
 

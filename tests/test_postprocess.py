@@ -1,4 +1,4 @@
-"""Post-processing chain (gan/postprocess.py): each step, the fit on validation, frozen application."""
+"""Post-processing chain (scoring/postprocess.py): each step, the fit on validation, frozen application."""
 
 from __future__ import annotations
 

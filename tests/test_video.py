@@ -1,4 +1,4 @@
-"""data.video: PyAV decoding, frame rate, audio extraction, and errors on unreadable files.
+"""data.preprocess.video: PyAV decoding, frame rate, audio extraction, and errors on unreadable files.
 
 The module-level helpers (:func:`write_video`, :func:`face_frame`, :func:`grey_frame`) write tiny real
 videos with PyAV; tests/test_prepare.py reuses them.

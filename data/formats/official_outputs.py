@@ -8,7 +8,7 @@ Models predict valence/arousal per *video frame* (frames with a face). The chall
 * Aff-Wild2 / ABAW: one row per video frame, every frame of the video (the label count), also frames
   without a face. Written as the 2020 per-video ``<video>.txt`` files (or the later single file).
 
-Frames without a prediction take the nearest predicted frame (``data.abaw_submission.fill_all_frames``).
+Frames without a prediction take the nearest predicted frame (``data.formats.abaw_submission.fill_all_frames``).
 Scoring the written files with ``evaluate.py --protocol ...`` gives the same numbers as scoring the rows
 in memory: the files are the source of truth for reported results.
 """

@@ -61,7 +61,7 @@ class AffectFrameDataset(Dataset):
     """Frames of a set of videos, each with its clean (and degraded) face, audio features and V/A label.
 
     Args:
-        records: indexed videos (see :func:`data.affwild2.index_split`).
+        records: indexed videos (see :func:`data.datasets.affwild2.index_split`).
         image_size: crops are resized to this square size (INTER_AREA) after degradation.
         audio: per-video standardised audio features, (n_frames, D_a) each, keyed by record name.
         degrader: ``(image, seed) -> image`` applied to the full-resolution crop; None for no
