@@ -7,6 +7,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from data.datasets.meta import VideoMeta, write_meta
+from data.datasets.sewa import AvecLabels
+
 EDITION_DIRS = {
     "abaw2020": ("VA_Set", {"train": "Training_Set", "val": "Validation_Set"}),
     "abaw_later": ("VA_Estimation_Challenge", {"train": "Train_Set", "val": "Validation_Set"}),
@@ -35,3 +38,64 @@ def write_affwild2(root: Path, edition: str = "abaw2020", videos: dict[str, dict
             if k not in spec.get("missing", ()):
                 write_face(root / "cropped_aligned" / name / f"{k:05d}.jpg", (k * 37) % 200)
     return root
+
+
+# ------------------------------------------------------------------------ SEWA (AVEC 2019 CES)
+
+AVEC = Path(__file__).resolve().parents[2] / "shared" / "data" / "avec2019"  # ../shared beside the checkout
+HEADER = "name;timestamp;arousal;valence;liking"
+
+
+def write_labels(path: Path, times, arousal, valence, liking=None, name: str | None = None, sep: str = ";",
+                 quote: str = "'", header: str | None = None) -> Path:
+    """A label file as the AVEC 2019 release writes it: ``'Devel_DE_01';0.100000;...`` rows."""
+    name = name if name is not None else path.stem
+    cols = ["name", "timestamp", "arousal", "valence"] + ([] if liking is None else ["liking"])
+    lines = [header if header is not None else sep.join(cols)]
+    for i, t in enumerate(times):
+        row = [f"{quote}{name}{quote}", f"{t:.6f}", f"{arousal[i]:.6f}", f"{valence[i]:.6f}"]
+        if liking is not None:
+            row.append(f"{liking[i]:.6f}")
+        lines.append(sep.join(row))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def make_labels(times, arousal, valence, liking=None) -> AvecLabels:
+    return AvecLabels(path=Path("mem.csv"), name="mem", times=np.asarray(times, float),
+                      arousal=np.asarray(arousal, float), valence=np.asarray(valence, float),
+                      liking=None if liking is None else np.asarray(liking, float))
+
+
+def write_recording(root: Path, stem: str, n_frames: int, fps: float | None, label_seconds: float,
+                    missing=(), meta: bool = True, audio: bool = False, crops: bool = True) -> np.ndarray:
+    """Labels at 10 Hz from 0.0 to ``label_seconds``, crops for frames 1..n_frames except ``missing``, meta json."""
+    times = np.round(np.arange(0.0, label_seconds + 1e-9, 0.1), 6)
+    a = np.sin(times)
+    v = np.cos(times) * 0.5
+    lk = times / (times.max() + 1) - 0.5
+    write_labels(root / "labels" / f"{stem}.csv", times, a, v, lk)
+    if crops:
+        for k in range(1, n_frames + 1):
+            if k not in missing:
+                write_face(root / "cropped_aligned" / stem / f"{k:05d}.jpg", (k * 37) % 200, size=12)
+    if meta:
+        write_meta(root, VideoMeta(video=stem, fps=float(fps), frames=n_frames, faces=n_frames - len(missing),
+                                   complete=True))
+    if audio:
+        (root / "audio").mkdir(exist_ok=True)
+        (root / "audio" / f"{stem}.wav").write_bytes(b"")
+    return times
+
+
+def write_label_tree(root: Path, stems) -> Path:
+    """Only label files (enough for split_recordings)."""
+    for stem in stems:
+        write_labels(root / "labels" / f"{stem}.csv", [0.0, 0.1, 0.2], [0.1, 0.2, 0.3], [0.0, 0.0, 0.0],
+                     [0.0, 0.0, 0.0])
+    return root
+
+
+AVEC_STEMS = ([f"Train_DE_{i:02d}" for i in range(1, 7)] + [f"Train_HU_{i:02d}" for i in range(1, 5)]
+              + [f"Devel_DE_{i:02d}" for i in range(1, 4)] + [f"Devel_HU_{i:02d}" for i in range(1, 4)])

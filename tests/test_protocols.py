@@ -11,7 +11,7 @@ import evaluate
 from data.formats.abaw_submission import write_predictions
 from scoring.metrics import ccc, pcc, rmse
 from scoring.protocols import Recording, crop_or_pad, score_abaw, score_avec
-from tests.test_sewa import write_labels
+from tests.fixtures import write_labels
 
 AVEC = Path(__file__).resolve().parents[2] / "shared" / "data" / "avec2019"
 needs_avec = pytest.mark.skipif(not (AVEC / "labels_devel").is_dir(), reason="../shared AVEC 2019 files absent")

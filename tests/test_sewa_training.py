@@ -6,7 +6,7 @@ import pytest
 
 import evaluate
 import train
-from tests.test_sewa import write_recording
+from tests.fixtures import write_recording
 from tests.train_helpers import TINY
 
 

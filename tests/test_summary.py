@@ -5,7 +5,7 @@ import json
 import numpy as np
 
 from data import summary
-from tests.fixtures import write_affwild2, write_face
+from tests.fixtures import write_affwild2, write_face, write_recording
 
 
 def test_affwild2_summary_counts_and_json(tmp_path, capsys):
@@ -44,7 +44,6 @@ def test_missing_root_is_one_line_error(tmp_path, capsys):
 
 
 def test_sewa_summary_groups_by_partition_and_culture(tmp_path):
-    from tests.test_sewa import write_recording
 
     write_recording(tmp_path, "Train_DE_01", n_frames=20, fps=10, label_seconds=1.5, missing=(3,), audio=True)
     write_recording(tmp_path, "Train_DE_02", n_frames=10, fps=10, label_seconds=0.9)
