@@ -188,23 +188,12 @@ class Trainer:
         finally:
             bar.close()
             del stream
-        self.runlog.writer.add_hparams(_flat_hparams(self.cfg), {f"hparam/ccc_{d}": v for d, v in last_val.items()},
-                                       run_name="hparams", global_step=self.step)
+        self.runlog.hparams(self.cfg, {f"hparam/ccc_{d}": v for d, v in last_val.items()}, self.step)
         self.runlog.close()
         minutes = (time.time() - started) / 60
         print(f"done: {self.step} steps in {minutes:.1f} min; best mean val CCC {self.best_score:.3f} at step "
               f"{self.best_step}; run folder {self.folder.path}", file=sys.stderr)
         return 0
-
-
-def _flat_hparams(cfg: RunConfig) -> dict:
-    flat = {}
-    for section in ("model", "loss", "train"):
-        for k, v in to_dict(getattr(cfg, section)).items():
-            if isinstance(v, (int, float, str, bool)):
-                flat[f"{section}.{k}"] = v
-    flat["seed"] = cfg.seed
-    return flat
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -112,3 +112,11 @@ def test_the_check_sees_a_wrong_way_import(tmp_path):
     bad.write_text("from gan.models import ALN\nfrom .x import y\n")
     found = _project_imports(bad)
     assert {m for m in found if not _under(m, ALLOWED["data"])} == {"gan.models", "<relative import>"}
+
+
+def test_no_module_over_500_lines():
+    """DESIGN §2: modules stay small enough to read in one sitting; tests, benchmarks and scripts included."""
+    sources = [p for p in ROOT.rglob("*.py") if not {".venv", "build", ".git"} & set(p.relative_to(ROOT).parts)]
+    assert len(sources) > 50
+    long = {str(p.relative_to(ROOT)): n for p in sources if (n := len(p.read_text().splitlines())) > 500}
+    assert long == {}

@@ -16,7 +16,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from gan.checkpoint import save_checkpoint
 from gan.stages import Stage
-from runconfig import ConfigError, RunConfig, dump_yaml
+from runconfig import ConfigError, RunConfig, dump_yaml, to_dict
 
 
 class RunFolder:
@@ -76,6 +76,12 @@ class RunLog:
         self._append({"step": step, "event": "stage_start", "stage": stage.index, "variant": stage.variant,
                       "first_step": stage.start + 1, "last_step": stage.end})
         self.writer.add_text("stages", f"stage {stage.name}: steps {stage.start + 1}..{stage.end}", global_step=step)
+
+    def hparams(self, cfg: RunConfig, metrics: dict[str, float], step: int) -> None:
+        """TensorBoard's HParams entry of the run: the scalar settings of model, loss and train, and ``metrics``."""
+        flat = {f"{section}.{k}": v for section in ("model", "loss", "train")
+                for k, v in to_dict(getattr(cfg, section)).items() if isinstance(v, (int, float, str, bool))}
+        self.writer.add_hparams({**flat, "seed": cfg.seed}, metrics, run_name="hparams", global_step=step)
 
     def _append(self, entry: dict) -> None:
         with self.jsonl.open("a") as fh:
