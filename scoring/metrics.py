@@ -108,6 +108,16 @@ def score_va(pred: np.ndarray, gold: np.ndarray, convention: str = "population",
     return {name: score_dimension(pred[:, d], gold[:, d], convention) for d, name in enumerate(dimensions)}
 
 
+def as_columns(a: np.ndarray, n_dim: int, what: str) -> np.ndarray:
+    """``a`` as a float64 (N, n_dim) array (a 1-D array counts as one column when n_dim is 1), else ValueError."""
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim == 1 and n_dim == 1:
+        a = a[:, None]
+    if a.ndim != 2 or a.shape[1] != n_dim:
+        raise ValueError(f"{what} must be (N, {n_dim}), got shape {a.shape}")
+    return a
+
+
 def _image_batches(restored: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Two float64 image batches of one shape, (B, C, H, W); a single (C, H, W) image becomes a batch of one."""
     a = np.asarray(restored, dtype=np.float64)

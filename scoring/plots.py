@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
-from scoring.metrics import ccc  # noqa: E402
+from scoring.metrics import as_columns, ccc  # noqa: E402
 
 PRED_COLOR = "#d62728"   # red: predictions
 GOLD_COLOR = "#1f1f1f"   # near black: gold labels
@@ -27,15 +27,6 @@ DPI = 100
 TRACE_PANEL_INCHES = (9.0, 2.5)     # 900 x 250 px per dimension
 SCATTER_PANEL_INCHES = (4.0, 4.0)   # 400 x 400 px per dimension
 AXIS_LIMITS = (-1.05, 1.05)
-
-
-def _as_2d(a: np.ndarray, n_dim: int, what: str) -> np.ndarray:
-    a = np.asarray(a, dtype=np.float64)
-    if a.ndim == 1 and n_dim == 1:
-        a = a[:, None]
-    if a.ndim != 2 or a.shape[1] != n_dim:
-        raise ValueError(f"{what} must be (N, {n_dim}), got shape {a.shape}")
-    return a
 
 
 def _save(fig, path: str | Path) -> Path:
@@ -65,11 +56,11 @@ def plot_traces(path: str | Path, times: np.ndarray, pred: np.ndarray, gold: np.
     """
     dims = list(dims)
     times = np.asarray(times, dtype=np.float64).reshape(-1)
-    pred = _as_2d(pred, len(dims), "pred")
+    pred = as_columns(pred, len(dims), "pred")
     if pred.shape[0] != times.size:
         raise ValueError(f"times has {times.size} entries but pred has {pred.shape[0]} rows")
     if gold is not None:
-        gold = _as_2d(gold, len(dims), "gold")
+        gold = as_columns(gold, len(dims), "gold")
         if gold.shape != pred.shape:
             raise ValueError(f"gold {gold.shape} and pred {pred.shape} differ in shape")
     width, height = TRACE_PANEL_INCHES
@@ -111,8 +102,8 @@ def plot_scatter(path: str | Path, pred: np.ndarray, gold: np.ndarray, dims: Seq
         The written path.
     """
     dims = list(dims)
-    pred = _as_2d(pred, len(dims), "pred")
-    gold = _as_2d(gold, len(dims), "gold")
+    pred = as_columns(pred, len(dims), "pred")
+    gold = as_columns(gold, len(dims), "gold")
     if gold.shape != pred.shape:
         raise ValueError(f"gold {gold.shape} and pred {pred.shape} differ in shape")
     width, height = SCATTER_PANEL_INCHES

@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from scoring.metrics import CONVENTIONS, ccc
+from scoring.metrics import CONVENTIONS, as_columns, ccc
 
 STEPS = ("median", "centre", "scale", "shift")
 
@@ -140,7 +140,7 @@ class PostProcessChain:
         missing = [d for d in dims if d not in self.dimensions]
         if missing:
             raise ValueError(f"no fitted chain for dimensions {missing}; fitted: {sorted(self.dimensions)}")
-        arrays = [_as_tracks(t, len(dims), "prediction") for t in tracks]
+        arrays = [as_columns(t, len(dims), "prediction") for t in tracks]
         for a in arrays:
             if not np.isfinite(a).all():
                 raise ValueError("predictions contain NaN or inf")
@@ -266,8 +266,8 @@ def fit_chain(val_pred: list[np.ndarray], val_gold: list[np.ndarray], dims: Sequ
         raise ValueError(f"train_mean/train_std need {n_dim} values, got {len(train_mean)}/{len(train_std)}")
     if len(val_pred) != len(val_gold) or not val_pred:
         raise ValueError(f"need matching, non-empty recording lists, got {len(val_pred)} and {len(val_gold)}")
-    preds = [_as_tracks(p, n_dim, "prediction") for p in val_pred]
-    golds = [_as_tracks(g, n_dim, "gold") for g in val_gold]
+    preds = [as_columns(p, n_dim, "prediction") for p in val_pred]
+    golds = [as_columns(g, n_dim, "gold") for g in val_gold]
     for p, g in zip(preds, golds, strict=True):
         if p.shape != g.shape:
             raise ValueError(f"prediction and gold of a recording differ in shape: {p.shape} vs {g.shape}")
@@ -350,15 +350,6 @@ def _fit_dimension(preds: list[np.ndarray], golds: list[np.ndarray], train_mean:
 
 
 # ------------------------------------------------------------------------------------------- helpers
-
-
-def _as_tracks(a: np.ndarray, n_dim: int, what: str) -> np.ndarray:
-    a = np.asarray(a, dtype=np.float64)
-    if a.ndim == 1 and n_dim == 1:
-        a = a[:, None]
-    if a.ndim != 2 or a.shape[1] != n_dim:
-        raise ValueError(f"expected a (n, {n_dim}) {what} array per recording, got shape {a.shape}")
-    return a
 
 
 def _pooled_mean(tracks: Sequence[np.ndarray]) -> float:

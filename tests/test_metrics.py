@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from scoring.metrics import ccc, pcc, psnr, rmse, score_va
+from scoring.metrics import as_columns, ccc, pcc, psnr, rmse, score_va
 
 
 def test_hand_computed_population_and_avec():
@@ -103,3 +103,10 @@ def test_ssim_matches_scikit_image_and_orders_degradations():
     assert ssim(clean, clean) == pytest.approx(1.0) and ssim(heavy, clean) < ssim(light, clean) < 1.0
     with pytest.raises(ValueError, match="11x11"):
         ssim(clean[..., :8, :8], clean[..., :8, :8])
+
+
+def test_as_columns_accepts_one_column_vectors_and_names_a_wrong_shape():
+    assert as_columns([1, 2, 3], 1, "pred").tolist() == [[1.0], [2.0], [3.0]]
+    assert as_columns(np.zeros((4, 2)), 2, "gold").shape == (4, 2)
+    with pytest.raises(ValueError, match=r"gold must be \(N, 2\), got shape \(4, 3\)"):
+        as_columns(np.zeros((4, 3)), 2, "gold")
