@@ -10,6 +10,11 @@ The default preset is ``configs/demo.yaml`` (variant ``aeg_cd_sz`` on the built-
 The loop is iteration based: every iteration is one D step; every ``train.n_critic``-th iteration is
 also a G step. The run folder receives ``config.yaml``, ``last.pt``, ``best.pt``, ``metrics.jsonl`` and
 TensorBoard events under ``tb/``. Ctrl-C or SIGTERM saves ``last.pt`` before leaving.
+
+Data-parallel training: ``torchrun --standalone --nproc_per_node=N train.py [KEY=VALUE ...]`` (one
+process per GPU, or N CPU processes with gloo), across machines with ``--nnodes``/``--rdzv_endpoint``.
+``train.batch_size`` is the global batch; each process takes its share of the same sample stream; rank 0
+alone writes the run folder and validates (``training/distributed.py`` says how gradients are synchronised).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from gan.losses import class_balance_weights
 from gan.stages import plan_stages
 from runconfig import (
     DEFAULT_PRESET,
+    ConfigError,
     RunConfig,
     build_config,
     dump_yaml,
@@ -39,6 +45,7 @@ from runconfig import (
     run_cli,
     to_dict,
 )
+from training.distributed import Distributed
 from training.run_folder import RunFolder, RunLog
 from training.stepper import ALNStepper
 from training.validation import Validator
@@ -69,34 +76,61 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, ckpt: dict | None):
         self.cfg = cfg
-        self.device = resolve_device(cfg.train.device)
+        device = resolve_device(cfg.train.device)
+        self.dist = Distributed.from_environment(device)
+        self.device = self.dist.device(device)
+        if not self.dist.is_main:   # one voice: rank 0 reports progress, the others only warnings
+            logging.getLogger().setLevel(logging.WARNING)
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         torch.manual_seed(cfg.seed)
-        self.folder = RunFolder(cfg, resuming=ckpt is not None)
+        try:
+            shard = self.dist.shard(cfg.train.batch_size)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        self.folder = RunFolder(cfg, resuming=ckpt is not None) if self.dist.is_main else None
         self.plan = plan_stages(cfg.train.stages, cfg.model.variant, cfg.train.max_steps)
-
-        standardiser = AudioStandardiser.from_state_dict(ckpt["audio_stats"]) if ckpt else None
-        train_split, self.standardiser = load_split(cfg.data, "train", standardiser)
-        val_split, _ = load_split(cfg.data, "val", self.standardiser)
-        # the generator always gets a "degraded" input; with degradations off it is the clean face itself
-        uses_aeg = any(stage.model_variant != "disc" for stage in self.plan)
-        self.train_set = build_dataset(train_split, cfg.model.image_size, cfg.data.degrade if uses_aeg else None)
-        self.validator = Validator(cfg, val_split, self.device)
-        balance = (ckpt["balance_table"] if ckpt else
-                   class_balance_weights(torch.from_numpy(self.train_set.labels), cfg.loss.balance_bins,
-                                         cfg.loss.balance_clip))
-        self.stepper = ALNStepper(cfg, cfg.data.audio.dim, balance, self.device)
+        balance = self._load_data(ckpt)
+        self.stepper = ALNStepper(cfg, cfg.data.audio.dim, balance, self.device, self.dist)
+        self.shard = shard
         self.step, self.best_score, self.best_step = 0, -float("inf"), -1
         self.stepper.build_stage(self.plan[ckpt.get("stage", 0)] if ckpt else self.plan[0])
         if ckpt:
             self._restore(ckpt)
         elif cfg.run.init_from:
             copied, fresh = self.stepper.model.start_from_stage(load_checkpoint(cfg.run.init_from)["model"])
+            self.dist.broadcast_module(self.stepper.model)
             log.info("initialised %d tensors from %s; %d new (%s)", copied, cfg.run.init_from, len(fresh),
                      ", ".join(fresh[:4]) + (" ..." if len(fresh) > 4 else ""))
-        self.runlog = RunLog(self.folder.path, self.step if ckpt else None)
+        self.runlog = RunLog(self.folder.path, self.step if ckpt else None) if self.dist.is_main else None
         self.stop_requested = False
+
+    def _load_data(self, ckpt: dict | None) -> torch.Tensor:
+        """Training set, validator (rank 0) and the class-balance table, computed once on rank 0 and shared.
+
+        Rank 0 loads first: it generates the demo data and fills the feature caches, fits the audio
+        standardiser and the balance table; the other ranks then read the caches with rank 0's statistics.
+        """
+        cfg, dist = self.cfg, self.dist
+        standardiser = AudioStandardiser.from_state_dict(ckpt["audio_stats"]) if ckpt else None
+        if dist.is_main:
+            train_split, standardiser = load_split(cfg.data, "train", standardiser)
+        standardiser = AudioStandardiser.from_state_dict(dist.broadcast_object(
+            standardiser.state_dict() if dist.is_main else None))
+        if not dist.is_main:
+            train_split, _ = load_split(cfg.data, "train", standardiser)
+        self.standardiser = standardiser
+        # the generator always gets a "degraded" input; with degradations off it is the clean face itself
+        uses_aeg = any(stage.model_variant != "disc" for stage in self.plan)
+        self.train_set = build_dataset(train_split, cfg.model.image_size, cfg.data.degrade if uses_aeg else None)
+        self.validator = None
+        if dist.is_main:
+            val_split, _ = load_split(cfg.data, "val", standardiser)
+            self.validator = Validator(cfg, val_split, self.device)
+        balance = ckpt["balance_table"] if ckpt else (
+            class_balance_weights(torch.from_numpy(self.train_set.labels), cfg.loss.balance_bins, cfg.loss.balance_clip)
+            if dist.is_main else None)
+        return dist.broadcast_object(balance)
 
     @property
     def stage(self):
@@ -117,24 +151,32 @@ class Trainer:
     def enter_next_stage(self) -> None:
         self.stepper.next_stage(self.plan[self.stage.index + 1])
         self.best_score, self.best_step = -float("inf"), -1   # best.pt is chosen within a stage
-        self.runlog.stage(self.step, self.stage)
+        if self.runlog:
+            self.runlog.stage(self.step, self.stage)
         log.info("stage %s: steps %d..%d", self.stage.name, self.stage.start + 1, self.stage.end)
 
     def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
         return self.stepper.train_step(batch, self.step)
 
     def log_step(self, logs: dict[str, torch.Tensor]) -> dict[str, float]:
-        values = {k: float(v) for k, v in logs.items()}
+        """Scalars of this step, averaged over processes (= the global batch's); rank 0 writes them."""
+        values = {k: float(v) for k, v in self.dist.mean(logs).items()}
         bad = next((k for k, v in values.items() if not np.isfinite(v)), None)
         if bad:
             raise FloatingPointError(f"{bad} is not finite at step {self.step}")
         values["lr/g" if self.stepper.opt_d is None else "lr/d"] = self.stepper.learning_rate()
         values["stage"] = self.stage.index
-        self.runlog.scalars(self.step, values)
+        if self.runlog:
+            self.runlog.scalars(self.step, values)
         return values
 
     def validate_and_save(self, stage_done: bool) -> dict[str, float]:
-        """Validation, ``best.pt`` (chosen within a critic-training stage), ``last.pt``, stage checkpoint."""
+        """Validation, ``best.pt`` (chosen within a critic-training stage), ``last.pt``, stage checkpoint.
+
+        Rank 0 alone; the other processes go on and wait for it at the next gradient exchange.
+        """
+        if not self.dist.is_main:
+            return {}
         scores = self.validator.run(self.stepper.model, self.step, self.stage.index, self.runlog)
         ccc = {d: scores[d]["ccc"] for d in scores}
         score = float(np.mean(list(ccc.values())))
@@ -152,12 +194,14 @@ class Trainer:
             log.info("checkpoint is already at step %d >= train.max_steps=%d; nothing to do", self.step, t.max_steps)
             return 0
         stream = iter(train_loader(self.train_set, t.batch_size, self.cfg.seed, self.step, self.cfg.data.num_workers,
-                                   pin_memory=self.device.type == "cuda"))
-        bar = tqdm(total=t.max_steps, initial=self.step, dynamic_ncols=True, mininterval=1.0, file=sys.stderr)
+                                   pin_memory=self.device.type == "cuda", shard=self.shard))
+        main = self.dist.is_main
+        bar = tqdm(total=t.max_steps, initial=self.step, dynamic_ncols=True, mininterval=1.0, file=sys.stderr,
+                   disable=not main)
         postfix: dict[str, str] = {}
         last_val: dict[str, float] = {}
         self.stepper.model.train()
-        if self.step == self.stage.start:
+        if self.step == self.stage.start and main:
             self.runlog.stage(self.step, self.stage)
         started = time.time()
         try:
@@ -175,24 +219,26 @@ class Trainer:
                 if self.step % t.log_every == 0 or stage_done:
                     values = self.log_step(logs)
                     postfix.update({k: f"{values[k]:.3f}" for k in ("D/loss", "G/loss", "G/denoise") if k in values})
-                if self.step % t.eval_every == 0 or stage_done:
+                if (self.step % t.eval_every == 0 or stage_done) and main:
                     last_val = self.validate_and_save(stage_done)
                     postfix["val_ccc"] = f"V {last_val['valence']:.3f} A {last_val['arousal']:.3f}"
                 bar.set_postfix(postfix, refresh=False)
-                if self.stop_requested:
-                    path = self.folder.save("last.pt", self.state())
+                if self.dist.any(self.stop_requested):   # a signal that reached any process stops all at this step
                     bar.close()
-                    print(f"interrupted at step {self.step}; saved {path}; continue with run.resume={path}",
-                          file=sys.stderr)
+                    if main:
+                        path = self.folder.save("last.pt", self.state())
+                        print(f"interrupted at step {self.step}; saved {path}; continue with run.resume={path}",
+                              file=sys.stderr)
                     return 130
         finally:
             bar.close()
             del stream
-        self.runlog.hparams(self.cfg, {f"hparam/ccc_{d}": v for d, v in last_val.items()}, self.step)
-        self.runlog.close()
-        minutes = (time.time() - started) / 60
-        print(f"done: {self.step} steps in {minutes:.1f} min; best mean val CCC {self.best_score:.3f} at step "
-              f"{self.best_step}; run folder {self.folder.path}", file=sys.stderr)
+        if main:
+            self.runlog.hparams(self.cfg, {f"hparam/ccc_{d}": v for d, v in last_val.items()}, self.step)
+            self.runlog.close()
+            minutes = (time.time() - started) / 60
+            print(f"done: {self.step} steps in {minutes:.1f} min; best mean val CCC {self.best_score:.3f} at step "
+                  f"{self.best_step}; run folder {self.folder.path}", file=sys.stderr)
         return 0
 
 
@@ -224,6 +270,8 @@ def run(args: argparse.Namespace) -> int:
     except FloatingPointError as exc:
         print(f"error: training diverged: {exc}; last.pt holds the last finite state", file=sys.stderr)
         return 3
+    finally:
+        trainer.dist.close()
 
 
 if __name__ == "__main__":

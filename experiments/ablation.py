@@ -39,8 +39,8 @@ COLUMNS = (("ccc_valence", "CCC V"), ("ccc_arousal", "CCC A"), ("deg_ccc_valence
 def stages_for(variant: str, preset_stages: list[dict], scale: float = 1.0) -> list[dict]:
     """The preset's progressive stages that lead up to ``variant``; the last one runs to max_steps.
 
-    ``scale`` shortens or lengthens the earlier stages with the total budget (``--steps`` / preset steps),
-    so every stage keeps its share of the run.
+    ``scale`` shortens or lengthens earlier stages given in ``steps`` with the total budget (``--steps`` /
+    preset steps), so every stage keeps its share of the run; stages given as a ``share`` scale by themselves.
     """
     if variant == "disc":
         return [{"variant": "disc", "steps": 0}]
@@ -49,8 +49,8 @@ def stages_for(variant: str, preset_stages: list[dict], scale: float = 1.0) -> l
         kept = [*([s for s in preset_stages if s["variant"] == "denoise"][:1]), {"variant": variant}]
     else:
         kept = preset_stages[: names.index(variant) + 1]
-    return [*({**s, "steps": max(1, round(s["steps"] * scale))} for s in kept[:-1]),
-            {**kept[-1], "steps": 0}]
+    earlier = [{**s, "steps": max(1, round(s["steps"] * scale))} if s.get("steps") else dict(s) for s in kept[:-1]]
+    return [*earlier, {**{k: v for k, v in kept[-1].items() if k != "share"}, "steps": 0}]
 
 
 def flow(stages: list[dict]) -> str:

@@ -72,19 +72,22 @@ def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def term_gradient_norms(terms: dict[str, torch.Tensor], params: Sequence[torch.Tensor],
-                        prefix: str = "G/gradnorm_") -> dict[str, torch.Tensor]:
+                        prefix: str = "G/gradnorm_",
+                        reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """L2 norm of each (weighted) loss term's gradient on ``params``, e.g. the AEG's weights.
 
     Shows which term steers the generator (a user reads ``G/gradnorm_adv`` against ``G/gradnorm_denoise``).
-    The graph is retained, so the caller still backpropagates the sum afterwards.
+    The graph is retained, so the caller still backpropagates the sum afterwards. ``reduce`` maps the
+    flattened gradient to the one whose norm is logged (data-parallel training: the average over processes,
+    i.e. the gradient of the global batch).
     """
     params = [p for p in params if p.requires_grad]
     out = {}
     for name, term in terms.items():
         grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
-        sq = sum((g.detach().float().pow(2).sum() for g in grads if g is not None),
-                 torch.zeros((), device=params[0].device))
-        out[f"{prefix}{name}"] = sq.sqrt()
+        flat = torch.cat([(g if g is not None else torch.zeros_like(p)).detach().float().flatten()
+                          for g, p in zip(grads, params, strict=True)])
+        out[f"{prefix}{name}"] = (reduce(flat) if reduce else flat).norm()
     return out
 
 

@@ -22,6 +22,7 @@ A batch is a dict with ``face`` (B,3,H,W), ``face_degraded`` (B,3,H,W), ``audio`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -44,6 +45,7 @@ class LossConfig:
 
     adversarial: str = "wgan-gp"   # wgan-gp | log (the paper's Eq. 1)
     lambda_gp: float = 10.0        # gradient-penalty weight (WGAN-GP)
+    gp_every: int = 1              # lazy regularisation: the penalty on every k-th D step, weighted by k
     lambda_afc: float = 1.0        # affect loss weight of D on real faces, lambda_afc of Eq. 9
     lambda_afc_g: float = 1.0      # affect loss weight of G on its restored faces (Eq. 10; the paper uses lambda_afc)
     lambda_adv: float = 1.0        # weight of G's adversarial term (the paper's is 1)
@@ -63,6 +65,8 @@ class LossConfig:
         for key in ("lambda_gp", "lambda_afc", "lambda_afc_g", "lambda_adv", "lambda_rec", "lambda_denoise", "balance_clip"):
             if getattr(self, key) < 0:
                 raise ValueError(f"loss.{key} must be >= 0, got {getattr(self, key)}")
+        if not isinstance(self.gp_every, int) or isinstance(self.gp_every, bool) or self.gp_every < 1:
+            raise ValueError(f"loss.gp_every must be an integer >= 1, got {self.gp_every!r}")
         if self.balance_bins < 2:
             raise ValueError(f"loss.balance_bins must be >= 2, got {self.balance_bins}")
 
@@ -70,17 +74,37 @@ class LossConfig:
 class ALNObjective:
     """Computes the D and G losses of one batch for an :class:`~gan.models.ALN`."""
 
-    def __init__(self, model: ALN, cfg: LossConfig, balance_table: torch.Tensor | None):
+    def __init__(self, model: ALN, cfg: LossConfig, balance_table: torch.Tensor | None,
+                 gather: Callable[[torch.Tensor], torch.Tensor] | None = None):
+        """``gather`` turns a per-process shard into the global batch (data-parallel training); the affect
+        loss, whose PCC/CCC are batch statistics, is computed on the global batch. Default: the identity."""
         self.model = model
         self.cfg = cfg
-        self.affect = AffectLoss(balance_table if cfg.class_balance else None, tuple(cfg.affect_terms))
+        self.affect_loss = AffectLoss(balance_table if cfg.class_balance else None, tuple(cfg.affect_terms))
+        self.gather = gather or (lambda x: x)
+
+    def affect(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The affect loss of Eq. 5 over the global batch."""
+        return self.affect_loss(self.gather(pred), self.gather(target))
 
     @property
     def adversarial(self) -> bool:
         return self.model.aeg is not None
 
-    def discriminator_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Eq. 9: -L_adv + lambda_afc * L_afc(real) (+ lambda_gp * GP for WGAN-GP)."""
+    def restore(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(restored face, its z) of the batch's degraded face: G's forward pass, shared by D and G steps."""
+        return self.model.aeg(batch["face_degraded"])
+
+    def discriminator_loss(self, batch: dict[str, torch.Tensor], restored: tuple[torch.Tensor, torch.Tensor] | None = None,
+                           gp_alpha: torch.Tensor | None = None, gp_scale: float = 1.0
+                           ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Eq. 9: -L_adv + lambda_afc * L_afc(real) (+ gp_scale * lambda_gp * GP for WGAN-GP).
+
+        ``restored``: the output of :meth:`restore` when the loop already has it (a G step follows in the same
+        iteration, and G's weights do not change during the D step), used detached; else it is computed
+        without gradient. ``gp_alpha``: the (B,) interpolation weights of the penalty (drawn here when None).
+        ``gp_scale``: 0 skips the penalty (lazy regularisation), k weights it by k on every k-th D step.
+        """
         m, cfg = self.model, self.cfg
         real, audio, va = batch["face"], batch.get("audio"), batch["va"]
         if not self.adversarial:
@@ -88,7 +112,7 @@ class ALNObjective:
             return cfg.lambda_afc * afc, _logs("D", afc=afc, **_affect_logs(stats))
 
         with torch.no_grad():
-            fake, z_fake = m.aeg(batch["face_degraded"])
+            fake, z_fake = self.restore(batch) if restored is None else (t.detach() for t in restored)
             z_real = m.aeg.encode(real) if m.conditions_on_latent else None
         real_logits, va_real = m.critic(real, z_real, audio)
         fake_logits, _ = m.critic(fake, z_fake, audio)
@@ -96,21 +120,23 @@ class ALNObjective:
         afc, stats = self.affect(va_real, va)
         loss = adv + cfg.lambda_afc * afc
         logs = {"adv": adv, "afc": afc, **_affect_logs(stats)}
-        if cfg.adversarial == "wgan-gp" and cfg.lambda_gp > 0:
-            alpha = torch.rand(real.shape[0], device=real.device)
+        if cfg.adversarial == "wgan-gp" and cfg.lambda_gp > 0 and gp_scale > 0:
+            alpha = torch.rand(real.shape[0], device=real.device) if gp_alpha is None else gp_alpha.to(real.device)
             if m.conditions_on_latent:
                 gp = gradient_penalty(lambda x, z: m.critic(x, z, audio)[0], [real, z_real], [fake, z_fake], alpha)
             else:
                 gp = gradient_penalty(lambda x: m.critic(x, None, None)[0], [real], [fake], alpha)
-            loss = loss + cfg.lambda_gp * gp
+            loss = loss + gp_scale * cfg.lambda_gp * gp
             logs["gp"] = gp
+        if cfg.adversarial == "wgan-gp":
             logs["wasserstein"] = -adv
         return loss, _logs("D", **logs)
 
-    def generator_terms(self, batch: dict[str, torch.Tensor]
+    def generator_terms(self, batch: dict[str, torch.Tensor], restored: tuple[torch.Tensor, torch.Tensor] | None = None
                         ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Eq. 10 plus the direct denoising L1, as separately weighted terms whose sum is G's loss.
 
+        ``restored``: :meth:`restore`'s output with its graph, when the loop computed it before the D step.
         Returns (terms, logs): ``terms`` maps adv | afc | rec | denoise to its weighted scalar (a term with
         weight 0 is left out), ``logs`` holds the unweighted values tagged ``G/...``.
         """
@@ -118,7 +144,7 @@ class ALNObjective:
             raise RuntimeError("the disc variant has no generator to train")
         m, cfg = self.model, self.cfg
         clean, audio, va = batch["face"], batch.get("audio"), batch["va"]
-        fake, z_fake = m.aeg(batch["face_degraded"])
+        fake, z_fake = self.restore(batch) if restored is None else restored
         fake_logits, va_fake = m.critic(fake, z_fake, audio)
         adv = generator_adversarial_loss(fake_logits, cfg.adversarial)
         afc, stats = self.affect(va_fake, va)
@@ -140,7 +166,7 @@ class ALNObjective:
         """Pre-training stage ``denoise``: L1(AEG(degraded), clean), the AEG alone, no discriminator."""
         if not self.adversarial:
             raise RuntimeError("the disc variant has no generator to pre-train")
-        restored, _ = self.model.aeg(batch["face_degraded"])
+        restored, _ = self.restore(batch)
         den = l1(batch["face"], restored)
         return den, _logs("G", denoise=den)
 

@@ -6,6 +6,11 @@ our generator"), and its degradations come from the authors' denoising auto-enco
 the auto-encoder on a direct reconstruction loss. A run is therefore a list of stages::
 
     train.stages: [{variant: denoise, steps: 300}, {variant: aeg_cd, steps: 500}, {variant: aeg_cd_sz}]
+    train.stages: [{variant: denoise, share: 0.6}, {variant: aeg_cd, share: 0.1}, {variant: aeg_cd_sz}]
+
+A stage's length is ``steps`` iterations, or its ``share`` of ``train.max_steps`` (rounded, at least 1), so
+a preset written in shares keeps its proportions when ``train.max_steps`` changes (a quick run of 200
+steps, or a test of 8).
 
 * ``denoise`` trains the AEG alone on L1(AEG(degraded), clean); no discriminator step.
 * ``disc`` | ``aeg_cd`` | ``aeg_cd_sz`` train the ALN variant of that name (D and G steps).
@@ -40,6 +45,7 @@ class StageConfig:
 
     variant: str = "aeg_cd_sz"   # denoise | disc | aeg_cd | aeg_cd_sz
     steps: int = 0               # iterations of this stage; 0 (last stage only) = until train.max_steps
+    share: float = 0.0           # instead of steps: this share of train.max_steps (rounded, at least 1)
     lr: float = 0.0              # learning rate of this stage's optimisers; 0 = train.lr_g / train.lr_d
 
 
@@ -81,24 +87,29 @@ def plan_stages(stages: Sequence[StageConfig], model_variant: str, max_steps: in
             raise ValueError(f"train.stages[{k}].variant must be one of {STAGE_VARIANTS}, got {stage.variant!r}")
         if stage.lr < 0:
             raise ValueError(f"train.stages[{k}].lr must be >= 0 (0 = train.lr_g / train.lr_d), got {stage.lr}")
-        if stage.steps < 0 or (stage.steps == 0 and k < len(stages) - 1):
-            raise ValueError(f"train.stages[{k}].steps must be > 0 (only the last stage may leave it 0: "
-                             f"until train.max_steps), got {stage.steps}")
+        if not 0 <= stage.share < 1:
+            raise ValueError(f"train.stages[{k}].share must be in [0, 1) (a share of train.max_steps), got {stage.share}")
+        if stage.steps and stage.share:
+            raise ValueError(f"train.stages[{k}] gives both steps ({stage.steps}) and share ({stage.share}); give one")
+        if stage.steps < 0 or (stage.steps == 0 and not stage.share and k < len(stages) - 1):
+            raise ValueError(f"train.stages[{k}].steps must be > 0, or share > 0 (only the last stage may leave "
+                             f"both 0: until train.max_steps), got {stage.steps}")
     last = stages[-1]
     if last.variant != model_variant:
         raise ValueError(f"the last stage trains {last.variant!r} but model.variant is {model_variant!r}; "
                          "model.variant names the model a run ends with, so they must agree (set "
                          f"train.stages=[] to train {model_variant} alone from scratch, or give stages ending with it)")
-    earlier = sum(s.steps for s in stages[:-1])
+    lengths = [s.steps or (max(1, round(s.share * max_steps)) if s.share else 0) for s in stages]
+    earlier = sum(lengths[:-1])
     if earlier >= max_steps:
         raise ValueError(f"train.stages before the last take {earlier} steps, leaving none of "
                          f"train.max_steps={max_steps} for the last stage")
-    if last.steps and earlier + last.steps != max_steps:
-        raise ValueError(f"train.stages add up to {earlier + last.steps} steps but train.max_steps is {max_steps}; "
+    if lengths[-1] and earlier + lengths[-1] != max_steps:
+        raise ValueError(f"train.stages add up to {earlier + lengths[-1]} steps but train.max_steps is {max_steps}; "
                          "set the last stage's steps to 0 (until train.max_steps) or make them agree")
     plan, start = [], 0
     for k, stage in enumerate(stages):
-        end = start + stage.steps if k < len(stages) - 1 else max_steps
+        end = start + lengths[k] if k < len(stages) - 1 else max_steps
         plan.append(Stage(k, stage.variant, start, end, k == len(stages) - 1, stage.lr))
         start = end
     return plan

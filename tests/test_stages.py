@@ -183,3 +183,25 @@ def test_ablation_trains_each_variant_progressively_with_scaled_stages():
     cfg = load_config(None, ["train.max_steps=1200", f"train.stages={ablation.flow(sz)}"])
     assert [(s.variant, s.steps, s.lr) for s in cfg.train.stages] == [("denoise", 720, 1e-3), ("aeg_cd", 120, 0.0),
                                                                       ("aeg_cd_sz", 0, 0.0)]
+    # the demo preset gives shares of max_steps, which scale by themselves
+    shares = [{"variant": "denoise", "share": 0.6, "lr": 1e-3}, {"variant": "aeg_cd", "share": 0.1}, {"variant": "aeg_cd_sz"}]
+    assert ablation.stages_for("aeg_cd", shares, 0.4) == [{"variant": "denoise", "share": 0.6, "lr": 1e-3},
+                                                          {"variant": "aeg_cd", "steps": 0}]
+    cfg = load_config(None, ["train.max_steps=1200", f"train.stages={ablation.flow(ablation.stages_for('aeg_cd_sz', shares))}"])
+    plan = plan_stages(cfg.train.stages, "aeg_cd_sz", 1200)
+    assert [(s.variant, s.start, s.end) for s in plan] == [("denoise", 0, 720), ("aeg_cd", 720, 840),
+                                                           ("aeg_cd_sz", 840, 1200)]
+
+
+def test_stage_shares_follow_max_steps_and_are_checked():
+    shares = [StageConfig("denoise", share=0.6), StageConfig("aeg_cd", share=0.1), StageConfig("aeg_cd_sz")]
+    assert [(s.start, s.end) for s in plan_stages(shares, "aeg_cd_sz", 3000)] == [(0, 1800), (1800, 2100), (2100, 3000)]
+    # eight steps (a quick check): 0.6 * 8 = 4.8 -> 5, 0.1 * 8 = 0.8 -> 1, the rest for the last stage
+    assert [(s.start, s.end) for s in plan_stages(shares, "aeg_cd_sz", 8)] == [(0, 5), (5, 6), (6, 8)]
+    with pytest.raises(ValueError, match=r"stages\[0\] gives both steps \(5\) and share"):
+        plan_stages([StageConfig("denoise", steps=5, share=0.5), StageConfig("aeg_cd_sz")], "aeg_cd_sz", 10)
+    with pytest.raises(ValueError, match=r"stages\[0\].share must be in \[0, 1\)"):
+        plan_stages([StageConfig("denoise", share=1.5), StageConfig("aeg_cd_sz")], "aeg_cd_sz", 10)
+    with pytest.raises(ValueError, match="leaving none"):
+        plan_stages([StageConfig("denoise", share=0.9), StageConfig("aeg_cd", share=0.9), StageConfig("aeg_cd_sz")],
+                    "aeg_cd_sz", 10)

@@ -2,7 +2,10 @@
 
 An iteration is one D step; every ``train.n_critic``-th iteration is also a G step (StarGAN's schedule);
 a ``denoise`` stage trains the AEG alone on the denoising L1. Learning rates are a pure function of the
-step, so a checkpoint needs no scheduler state.
+step, so a checkpoint needs no scheduler state; so are the gradient penalty's interpolation weights, drawn
+for the global batch from (seed, step), so every process of a data-parallel job and a resumed run draw
+the same ones. In data-parallel training each process runs this same code on its shard of the global
+batch, and :class:`~training.distributed.Distributed` averages the gradients before every optimiser step.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from gan.models import ALN, set_requires_grad
 from gan.objective import ALNObjective
 from gan.stages import Stage
 from runconfig import RunConfig
+from training.distributed import Distributed
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +38,11 @@ def lr_factor(step: int, max_steps: int, decay_from: float) -> float:
 class ALNStepper:
     """The model, objective and optimisers of the current stage, and the iteration that updates them."""
 
-    def __init__(self, cfg: RunConfig, audio_dim: int, balance: torch.Tensor, device: torch.device):
+    def __init__(self, cfg: RunConfig, audio_dim: int, balance: torch.Tensor, device: torch.device,
+                 dist: Distributed | None = None):
         self.cfg, self.audio_dim, self.balance, self.device = cfg, audio_dim, balance, device
+        self.dist = dist or Distributed()
+        self.shard = self.dist.shard(cfg.train.batch_size)
 
     def build_stage(self, stage: Stage, previous: ALN | None = None) -> None:
         """The model, objective and optimisers of ``stage``; from ``previous``'s weights when given."""
@@ -46,14 +53,16 @@ class ALNStepper:
             copied, fresh = self.model.start_from_stage(previous.state_dict())
             log.info("stage %s: %d tensors from the previous stage, %d new (%s)", stage.name, copied, len(fresh),
                      ", ".join(fresh[:4]) + (" ..." if len(fresh) > 4 else ""))
-        self.objective = ALNObjective(self.model, self.cfg.loss, self.balance.to(self.device))
+        self.dist.broadcast_module(self.model)   # every process starts the stage from rank 0's weights
+        self.objective = ALNObjective(self.model, self.cfg.loss, self.balance.to(self.device), self.dist.gather)
         t = self.cfg.train
         betas = (t.beta1, t.beta2)
         self.opt_d = (torch.optim.Adam(self.model.cd.parameters(), lr=t.lr_d, betas=betas)
                       if stage.trains_critic else None)
         self.opt_g = (torch.optim.Adam(self.model.aeg.parameters(), lr=t.lr_g, betas=betas)
                       if self.model.aeg else None)
-        self.last_g_logs: dict[str, torch.Tensor] = {}   # latest G step's G/..., repeated until the next one
+        # values of the latest G step (G/...) and penalty step (D/gp), repeated at log steps until the next one
+        self.sparse_logs: dict[str, torch.Tensor] = {}
         if t.compile:
             self._compile()
 
@@ -76,7 +85,7 @@ class ALNStepper:
             "model": self.model.state_dict(),
             "opt_d": self.opt_d.state_dict() if self.opt_d else {},
             "opt_g": self.opt_g.state_dict() if self.opt_g else {},
-            "last_g_logs": {k: float(v) for k, v in self.last_g_logs.items()},
+            "sparse_logs": {k: float(v) for k, v in self.sparse_logs.items()},
         }
 
     def load_state_dict(self, ckpt: dict, source: str) -> None:
@@ -85,7 +94,8 @@ class ALNStepper:
             self.opt_d.load_state_dict(ckpt["opt_d"])
         if self.opt_g:
             self.opt_g.load_state_dict(ckpt["opt_g"])
-        self.last_g_logs = {k: torch.tensor(v) for k, v in ckpt.get("last_g_logs", {}).items()}
+        saved = ckpt.get("sparse_logs", ckpt.get("last_g_logs", {}))   # "last_g_logs": checkpoints before gp_every
+        self.sparse_logs = {k: torch.tensor(v) for k, v in saved.items()}
 
     def learning_rate(self) -> float:
         """The current LR of the stage's main optimiser (D's; G's in a denoise stage), for the logs."""
@@ -99,38 +109,51 @@ class ALNStepper:
             for group in opt.param_groups if opt else ():
                 group["lr"] = base * factor
 
+    def gp_alpha(self, step: int) -> torch.Tensor:
+        """This process's share of the penalty's (B,) interpolation weights at ``step``: a function of (seed, step)."""
+        generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step)
+        return torch.rand(self.cfg.train.batch_size, generator=generator)[self.shard]
+
     def train_step(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
         """Iteration ``step + 1``: a D step, and a G step every n_critic iterations (denoise stage: an AEG step)."""
-        m, obj, t = self.model, self.objective, self.cfg.train
+        m, obj, t, k = self.model, self.objective, self.cfg.train, self.cfg.loss.gp_every
         self.set_learning_rates(step)
         if not self.stage.trains_critic:
             with autocast(self.device, t.amp):
                 loss, logs = obj.denoise_loss(batch)
-            self.opt_g.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt_g.step()
+            self._step(self.opt_g, loss, m.aeg)
             return logs
+        g_step = m.aeg is not None and (step + 1) % t.n_critic == 0
         with autocast(self.device, t.amp):
-            d_loss, logs = obj.discriminator_loss(batch)
-        self.opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.opt_d.step()
+            # G's weights do not change during the D step: its forward pass serves both steps
+            restored = obj.restore(batch) if g_step else None
+            penalty = step % k == 0
+            d_loss, logs = obj.discriminator_loss(batch, restored, self.gp_alpha(step) if penalty else None,
+                                                  gp_scale=k if penalty else 0)
+        self._step(self.opt_d, d_loss, m.cd)
         logs["D/loss"] = d_loss.detach()
-        if m.aeg is not None and (step + 1) % t.n_critic == 0:
+        if "D/gp" in logs:
+            self.sparse_logs["D/gp"] = logs.pop("D/gp")
+        if g_step:
             set_requires_grad(m.cd, False)
             with autocast(self.device, t.amp):
-                terms, g_logs = obj.generator_terms(batch)
+                terms, g_logs = obj.generator_terms(batch, restored)
             g_loss = sum(terms.values())
-            self.opt_g.zero_grad(set_to_none=True)
             if self._last_g_step_before_log(step):
-                g_logs.update(term_gradient_norms(terms, list(m.aeg.parameters())))
-            g_loss.backward()
-            self.opt_g.step()
+                g_logs.update(term_gradient_norms(terms, list(m.aeg.parameters()), reduce=self.dist.vector_mean))
+            self._step(self.opt_g, g_loss, m.aeg)
             set_requires_grad(m.cd, True)
             g_logs["G/loss"] = g_loss.detach()
-            self.last_g_logs = g_logs
-        logs.update(self.last_g_logs)   # G/... of the latest G step, so every log step shows them
+            self.sparse_logs.update(g_logs)
+        logs.update(self.sparse_logs)   # the latest G step's and penalty's values, so every log step shows them
         return logs
+
+    def _step(self, optimiser: torch.optim.Optimizer, loss: torch.Tensor, network: torch.nn.Module) -> None:
+        """Backward, gradients averaged over processes, optimiser step."""
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        self.dist.sync_gradients(network.parameters())
+        optimiser.step()
 
     def _last_g_step_before_log(self, step: int) -> bool:
         """True for the G step after which no other G step comes before the next log step."""

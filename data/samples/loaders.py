@@ -171,31 +171,36 @@ def restoration_sets(split: SplitData, image_size: int, degrade: DegradeConfig, 
 
 
 class ResumableShuffleSampler(Sampler):
-    """Endless stream of ``(index, seed)`` keys: a fresh permutation per epoch, a fresh seed per sample.
+    """Endless stream of global batches of ``(index, seed)`` keys; this process yields its shard of each.
 
     Position p of the stream (p = samples consumed since step 0) maps to epoch p // n and to the
     permutation of that epoch drawn from ``seed`` and the epoch number; the sample's degradation seed is
-    derived from (seed, p). Starting at ``start`` = step * batch_size therefore resumes exactly where an
-    interrupted run stopped, whatever the loader's prefetching had read ahead.
+    derived from (seed, p). Step s covers positions [s * B, (s + 1) * B) for the global batch B, and a
+    process of a data-parallel job takes the positions ``shard`` of that range. The stream is therefore a
+    pure function of (seed, step): starting at ``start_step`` resumes exactly where an interrupted run
+    stopped, whatever the loader's prefetching had read ahead and whatever the number of processes.
     """
 
-    def __init__(self, n: int, seed: int, start: int = 0):
+    def __init__(self, n: int, seed: int, global_batch: int, start_step: int = 0, shard: slice | None = None):
         if n <= 0:
             raise ValueError("cannot sample from an empty dataset")
-        self.n, self.seed, self.start = n, seed, start
+        self.n, self.seed, self.global_batch, self.start_step = n, seed, global_batch, start_step
+        self.shard = shard or slice(0, global_batch)
+        self._epoch, self._perm = -1, None
 
-    def _permutation(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, epoch]).permutation(self.n)
+    def key(self, p: int) -> tuple[int, int]:
+        """The (index, seed) at stream position ``p``."""
+        epoch, offset = divmod(p, self.n)
+        if epoch != self._epoch:
+            self._epoch, self._perm = epoch, np.random.default_rng([self.seed, epoch]).permutation(self.n)
+        return int(self._perm[offset]), (self.seed * 1_000_003 + p) % (2**31 - 1)
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        p = self.start
-        epoch, perm = -1, None
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        step = self.start_step
         while True:
-            e, offset = divmod(p, self.n)
-            if e != epoch:
-                epoch, perm = e, self._permutation(e)
-            yield int(perm[offset]), (self.seed * 1_000_003 + p) % (2**31 - 1)
-            p += 1
+            first = step * self.global_batch
+            yield [self.key(first + i) for i in range(self.shard.start, self.shard.stop)]
+            step += 1
 
     def __len__(self) -> int:  # pragma: no cover - endless; DataLoader never needs it with an endless sampler
         raise TypeError("ResumableShuffleSampler is endless")
@@ -211,14 +216,18 @@ def collate(samples: list[dict]) -> dict:
 
 
 def train_loader(dataset: AffectFrameDataset, batch_size: int, seed: int, start_step: int,
-                 num_workers: int, pin_memory: bool = False) -> DataLoader:
-    """Endless training loader that starts at ``start_step`` of the (seed-determined) sample stream."""
-    sampler = ResumableShuffleSampler(len(dataset), seed, start=start_step * batch_size)
+                 num_workers: int, pin_memory: bool = False, shard: slice | None = None) -> DataLoader:
+    """Endless training loader from ``start_step`` of the (seed-determined) stream of global batches.
+
+    ``batch_size`` is the global batch; ``shard`` selects this process's part of each batch (all of it
+    by default).
+    """
+    sampler = ResumableShuffleSampler(len(dataset), seed, batch_size, start_step, shard)
     # A loader draws its workers' base seed from the global torch RNG unless given its own generator; that
     # draw would shift the training loop's random stream when a resumed run creates its loader.
     own_rng = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                      collate_fn=collate, pin_memory=pin_memory, drop_last=True,
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
+                      collate_fn=collate, pin_memory=pin_memory,
                       persistent_workers=num_workers > 0, generator=own_rng, worker_init_fn=_ignore_sigint)
 
 

@@ -1,0 +1,189 @@
+"""Data-parallel training over processes started by ``torchrun``: one process per device, CPU (gloo) or CUDA (NCCL).
+
+Why no DistributedDataParallel wrapper (StyleGAN3's pattern instead): WGAN-GP takes a double backward
+through the critic, whose gradients DDP does not synchronise ("grad of grads will not be synced"); the
+critic is frozen during the generator step and the generator runs without gradient during the critic step,
+so a DDP wrapper would see a different set of used parameters in every phase. Here the training step stays
+plain single-process code, and after each backward :meth:`Distributed.sync_gradients` averages the
+gradients of the network being trained with one flattened all-reduce. Parameters are broadcast from rank 0
+once at the start, so every rank holds the same weights and, with the same averaged gradients, the same
+Adam states at every step.
+
+The global batch (``train.batch_size``) is cut into equal contiguous shards, one per rank, of the same
+sample stream a single process sees. Every loss term that is a mean over samples (adversarial terms, the
+gradient penalty, the L1 terms) then has the single-process gradient after averaging. The affect loss is
+*not* a mean over samples (PCC and CCC are statistics of the whole batch, and the class-balance weights are
+normalised over it), so its inputs are gathered into the global batch with :meth:`Distributed.gather`,
+whose backward sums the gradients of all ranks: every rank computes the same global loss and, after
+averaging, receives exactly its shard's share of the gradient.
+
+With one process (no ``torchrun``), every method is the identity and no process group is created.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+class Distributed:
+    """This process's place in the job (rank, world size, device) and the collectives training needs."""
+
+    def __init__(self, rank: int = 0, world_size: int = 1, local_rank: int = 0):
+        self.rank, self.world_size, self.local_rank = rank, world_size, local_rank
+
+    @classmethod
+    def from_environment(cls, device: torch.device, timeout_minutes: float = 120.0) -> Distributed:
+        """Join the process group that ``torchrun`` describes in RANK / WORLD_SIZE / LOCAL_RANK, if any.
+
+        The backend follows the device: NCCL for CUDA, gloo for CPU. The timeout covers the longest time
+        one rank may wait for another, e.g. while rank 0 alone runs validation.
+        """
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        if world_size <= 1:
+            return cls()
+        rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+        if not dist.is_initialized():
+            backend = "nccl" if device.type == "cuda" else "gloo"
+            if device.type == "cuda":
+                torch.cuda.set_device(local_rank)
+            dist.init_process_group(backend, timeout=datetime.timedelta(minutes=timeout_minutes))
+        return cls(rank, world_size, local_rank)
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 alone writes the run folder, the logs and the checkpoints, and runs validation."""
+        return self.rank == 0
+
+    def device(self, device: torch.device) -> torch.device:
+        """The device of this rank: ``cuda:LOCAL_RANK`` on CUDA (one process per GPU), else ``device``."""
+        if self.enabled and device.type == "cuda":
+            return torch.device("cuda", self.local_rank)
+        return device
+
+    def shard(self, global_batch: int) -> slice:
+        """This rank's contiguous share of a global batch of ``global_batch`` samples."""
+        if global_batch % self.world_size:
+            raise ValueError(f"train.batch_size={global_batch} must be divisible by the number of processes "
+                             f"({self.world_size})")
+        size = global_batch // self.world_size
+        return slice(self.rank * size, (self.rank + 1) * size)
+
+    # ------------------------------------------------------------------ collectives
+
+    def broadcast_module(self, module: nn.Module) -> None:
+        """Copy rank 0's parameters and buffers to every rank."""
+        if self.enabled:
+            for tensor in [*module.parameters(), *module.buffers()]:
+                dist.broadcast(tensor.data, src=0)
+
+    def broadcast_object(self, obj):
+        """Rank 0's ``obj`` on every rank (anything picklable)."""
+        if not self.enabled:
+            return obj
+        box = [obj if self.is_main else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def sync_gradients(self, parameters) -> None:
+        """Average the gradients of ``parameters`` over ranks in one flattened all-reduce.
+
+        A parameter without a gradient on this rank counts as a zero gradient, so every rank takes part in
+        the same all-reduce with the same layout; parameters that no rank touched keep ``grad=None``.
+        """
+        if not self.enabled:
+            return
+        params = [p for p in parameters if p.requires_grad]
+        if not params:
+            return
+        has_grad = torch.tensor([float(p.grad is not None) for p in params], device=params[0].device)
+        flat = torch.cat([*((p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params),
+                          has_grad.to(params[0].dtype)])
+        dist.all_reduce(flat)   # one collective: the gradients and, at the end, how many ranks had each
+        used_by = flat[-len(params):].tolist()
+        flat = flat[:-len(params)] / self.world_size
+        offset = 0
+        for p, used in zip(params, used_by, strict=True):
+            n = p.numel()
+            p.grad = flat[offset:offset + n].view_as(p).clone() if used else None
+            offset += n
+
+    def gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The global batch of ``tensor`` (shards concatenated in rank order); gradients flow back to each shard."""
+        if not self.enabled:
+            return tensor
+        return _GatherWithGradient.apply(tensor, self.rank, self.world_size)
+
+    def mean(self, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Average of scalar ``values`` over ranks (every rank must pass the same keys)."""
+        if not self.enabled or not values:
+            return values
+        keys = sorted(values)
+        flat = torch.stack([values[k].detach().float().reshape(()) for k in keys])
+        dist.all_reduce(flat)
+        flat /= self.world_size
+        return dict(zip(keys, flat.unbind(), strict=True))
+
+    def vector_mean(self, vector: torch.Tensor) -> torch.Tensor:
+        """Average of a tensor over ranks (used for the logged per-term gradient norms)."""
+        if not self.enabled:
+            return vector
+        vector = vector.detach().clone()
+        dist.all_reduce(vector)
+        return vector / self.world_size
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank when ``flag`` is true on some rank (e.g. a stop request that reached one)."""
+        if not self.enabled:
+            return flag
+        t = torch.tensor([1.0 if flag else 0.0])
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    @contextmanager
+    def main_first(self) -> Iterator[None]:
+        """Rank 0 runs the block first (e.g. generating data or filling a feature cache), then the others."""
+        if self.enabled and not self.is_main:
+            dist.barrier()
+        yield
+        if self.enabled and self.is_main:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.enabled and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+class _GatherWithGradient(torch.autograd.Function):
+    """all_gather whose backward sums the incoming gradients over ranks and returns this rank's slice.
+
+    Written with all_reduce rather than torch.distributed.nn's all_gather, whose backward needs
+    reduce-scatter or all-to-all, which gloo lacks.
+    """
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
+        ctx.rank, ctx.size = rank, tensor.shape[0]
+        parts = [torch.empty_like(tensor) for _ in range(world_size)]
+        dist.all_gather(parts, tensor.contiguous())
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad[ctx.rank * ctx.size:(ctx.rank + 1) * ctx.size], None, None
