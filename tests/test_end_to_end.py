@@ -140,6 +140,29 @@ def test_generator_updated_every_n_critic_iterations(demo_root, tmp_path):
     trainer.runlog.close()
 
 
+def test_lazy_penalty_runs_every_k_th_d_step_weighted_by_k_and_its_value_is_logged(demo_root, tmp_path):
+    cfg = train.load_config(train.DEFAULT_PRESET, [*TINY, f"data.root={demo_root}", f"run.dir={tmp_path}",
+                                                   "loss.gp_every=3"])
+    trainer = train.Trainer(cfg, None)
+    objective, scales = trainer.stepper.objective, []
+    real = objective.discriminator_loss
+
+    def recording(batch, restored=None, gp_alpha=None, gp_scale=1.0):
+        scales.append((gp_scale, gp_alpha is not None))
+        return real(batch, restored, gp_alpha, gp_scale)
+
+    objective.discriminator_loss = recording
+    loader = iter(train.train_loader(trainer.train_set, 8, 0, 0, 0))
+    logged = []
+    for _ in range(6):
+        logs = trainer.train_step(next(loader))
+        trainer.step += 1
+        logged.append(float(logs["D/gp"]))
+    assert scales == [(3, True), (0, False), (0, False), (3, True), (0, False), (0, False)]
+    assert logged[0] == logged[1] == logged[2] != logged[3] == logged[4] == logged[5]   # carried between penalties
+    trainer.runlog.close()
+
+
 def test_disc_variant_trains_without_generator(demo_root, tmp_path):
     run = tmp_path / "disc"
     assert _run(demo_root, run, "model.variant=disc", "train.max_steps=2", "train.eval_every=2") == 0

@@ -169,3 +169,39 @@ def test_term_gradient_norms_match_each_term_alone():
         direct = torch.sqrt(sum((p.grad**2).sum() for p in params if p.grad is not None))
         assert norms[f"G/gradnorm_{name}"] == pytest.approx(float(direct), rel=1e-5)
     assert len({round(float(v), 6) for v in norms.values()}) == len(norms)   # distinct terms, distinct norms
+
+
+def test_lazy_penalty_is_weighted_by_its_interval_and_skipped_in_between():
+    torch.manual_seed(0)
+    model = ALN(ModelConfig(variant="aeg_cd_sz", **SMALL), 10)
+    obj = ALNObjective(model, LossConfig(lambda_gp=10.0), None)
+    batch, alpha = _batch(), torch.linspace(0.1, 0.9, 6)
+    every_step, logs = obj.discriminator_loss(batch, gp_alpha=alpha, gp_scale=1)
+    lazy, lazy_logs = obj.discriminator_loss(batch, gp_alpha=alpha, gp_scale=4)
+    skipped, skipped_logs = obj.discriminator_loss(batch, gp_scale=0)
+    gp = logs["D/gp"]
+    assert gp > 0 and "D/gp" not in skipped_logs and torch.equal(lazy_logs["D/gp"], gp)
+    torch.testing.assert_close(every_step - skipped, 10.0 * gp, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(lazy - skipped, 4 * 10.0 * gp, rtol=1e-5, atol=1e-5)
+    assert skipped_logs["D/wasserstein"] == logs["D/wasserstein"]
+    with pytest.raises(ValueError, match="gp_every must be an integer >= 1"):
+        LossConfig(gp_every=0).validate()
+
+
+def test_one_generator_pass_serves_the_critic_and_the_generator_step():
+    """The loop computes AEG(degraded) once per G iteration; the losses equal the ones of separate passes."""
+    torch.manual_seed(0)
+    model = ALN(ModelConfig(variant="aeg_cd_sz", **SMALL), 10)
+    obj = ALNObjective(model, LossConfig(), None)
+    batch, alpha = _batch(), torch.rand(6)
+    restored = obj.restore(batch)
+    shared_d, _ = obj.discriminator_loss(batch, restored, gp_alpha=alpha)
+    own_d, _ = obj.discriminator_loss(batch, gp_alpha=alpha)
+    torch.testing.assert_close(shared_d, own_d)
+    shared_d.backward()
+    assert all(p.grad is None for p in model.aeg.parameters())   # the critic's loss sees the restoration detached
+    shared_g = sum(obj.generator_terms(batch, restored)[0].values())
+    own_g = sum(obj.generator_terms(batch)[0].values())
+    torch.testing.assert_close(shared_g, own_g)
+    shared_g.backward()
+    assert all(p.grad is not None for p in model.aeg.parameters())
