@@ -63,6 +63,7 @@ class TrainSection:
     device: str = "auto"           # auto | cpu | cuda | cuda:N
     amp: bool = True               # bf16 autocast on CUDA (ignored on CPU)
     compile: bool = False          # torch.compile the networks
+    channels_last: bool = True     # NHWC memory layout for the conv nets (oneDNN and cuDNN run it faster)
     threads: int = 0               # torch CPU threads; 0 = torch's default
     grid_size: int = 8             # faces in the TensorBoard image grid
     restoration_frames: int = 256  # validation frames degraded by each artefact alone for restoration scores

@@ -84,8 +84,11 @@ class Distributed:
     def broadcast_module(self, module: nn.Module) -> None:
         """Copy rank 0's parameters and buffers to every rank."""
         if self.enabled:
-            for tensor in [*module.parameters(), *module.buffers()]:
-                dist.broadcast(tensor.data, src=0)
+            with torch.no_grad():
+                for tensor in [*module.parameters(), *module.buffers()]:
+                    buffer = tensor.detach().contiguous()   # channels_last weights are not contiguous
+                    dist.broadcast(buffer, src=0)
+                    tensor.copy_(buffer)
 
     def broadcast_object(self, obj):
         """Rank 0's ``obj`` on every rank (anything picklable)."""

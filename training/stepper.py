@@ -49,6 +49,8 @@ class ALNStepper:
         self.stage = stage
         mcfg = dataclasses.replace(self.cfg.model, variant=stage.model_variant)
         self.model = ALN(mcfg, self.audio_dim).to(self.device)
+        if self.cfg.train.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         if previous is not None:
             copied, fresh = self.model.start_from_stage(previous.state_dict())
             log.info("stage %s: %d tensors from the previous stage, %d new (%s)", stage.name, copied, len(fresh),
@@ -118,6 +120,9 @@ class ALNStepper:
         """Iteration ``step + 1``: a D step, and a G step every n_critic iterations (denoise stage: an AEG step)."""
         m, obj, t, k = self.model, self.objective, self.cfg.train, self.cfg.loss.gp_every
         self.set_learning_rates(step)
+        if t.channels_last:
+            batch = {key: v.contiguous(memory_format=torch.channels_last) if torch.is_tensor(v) and v.dim() == 4 else v
+                     for key, v in batch.items()}
         if not self.stage.trains_critic:
             with autocast(self.device, t.amp):
                 loss, logs = obj.denoise_loss(batch)

@@ -1,6 +1,6 @@
 """Benchmark: official scoring of 3 million frames (target: under 2 s), side by side with a NumPy floor.
 
-    python bench/scoring.py [--frames 3000000] [--recordings 500] [--files]
+    python bench/official_scoring.py [--frames 3000000] [--recordings 500] [--files]
 
 Rows: the ABAW protocol (validity mask, population CCC/PCC/RMSE for V and A) and the AVEC 2019 protocol
 (per-culture and joint CCC/PCC/RMSE for three dimensions) on in-memory arrays split into recordings, and
