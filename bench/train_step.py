@@ -31,6 +31,7 @@ from gan.losses import class_balance_weights
 from gan.models import ALN, set_requires_grad
 from gan.stages import Stage
 from runconfig import load_config
+from training.distributed import Distributed
 from training.stepper import ALNStepper
 
 SIZES = {
@@ -115,7 +116,8 @@ class ResearcherStep:
 # ------------------------------------------------------------------------------------ the project
 
 
-def project_stepper(args, device: torch.device, *, channels_last: bool, gp_every: int, compiled: bool) -> ALNStepper:
+def project_stepper(args, device: torch.device, *, channels_last: bool, gp_every: int, compiled: bool,
+                    dist: Distributed | None = None) -> ALNStepper:
     s = SIZES[args.size]
     cfg = load_config(None, [
         "model.variant=aeg_cd_sz", f"model.image_size={args.image}", f"model.g_conv_dim={s['g_conv_dim']}",
@@ -124,7 +126,7 @@ def project_stepper(args, device: torch.device, *, channels_last: bool, gp_every
         f"train.channels_last={channels_last}", f"loss.gp_every={gp_every}", "train.lr_decay_from=1.0",
         f"train.amp={device.type == 'cuda'}"])
     torch.manual_seed(0)
-    stepper = ALNStepper(cfg, AUDIO_DIM, class_balance_weights(torch.rand(256, 2) * 2 - 1), device)
+    stepper = ALNStepper(cfg, AUDIO_DIM, class_balance_weights(torch.rand(256, 2) * 2 - 1), device, dist)
     stepper.build_stage(Stage(0, "aeg_cd_sz", 0, 10**9, True))
     return stepper
 

