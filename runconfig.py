@@ -36,14 +36,19 @@ class ConfigError(Exception):
     """A configuration the user must fix: unknown key, wrong type, out-of-range value, unreadable preset."""
 
 
+class RunFolderError(Exception):
+    """The run folder cannot be written (read-only, disk full, ...): nothing written so far is lost."""
+
+
 #: errors that are the user's to fix: printed as one line, exit code 2, no traceback
-USER_ERRORS = (ConfigError, DataError, CheckpointError)
+USER_ERRORS = (ConfigError, DataError, CheckpointError, RunFolderError)
 
 
 @dataclass
 class RunSection:
     dir: str = "runs/demo"         # run folder: config.yaml, last.pt, best.pt, metrics.jsonl, tb/
-    resume: str = ""               # checkpoint to continue from (its config is the base; CLI overrides apply)
+    resume: str = ""               # checkpoint to continue from (its config is the base; CLI overrides apply);
+                                   # "auto": run.dir's last.pt when there is one, else a fresh start
     init_from: str = ""            # progressive training: start weights from an earlier stage's checkpoint
     overwrite: bool = False        # start afresh in a run.dir that already holds a run (its files are deleted)
 

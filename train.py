@@ -20,10 +20,12 @@ alone writes the run folder and validates (``training/distributed.py`` says how 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -63,8 +65,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def resolve_config(args: argparse.Namespace) -> tuple[RunConfig, dict | None]:
-    """Preset + overrides; when resuming, the checkpoint's config + the same overrides (no preset)."""
+    """Preset + overrides; when resuming, the checkpoint's config + the same overrides (no preset).
+
+    ``run.resume=auto`` continues from ``run.dir``'s ``last.pt`` when there is one and starts afresh
+    otherwise, so a job scheduler can rerun the same command after a kill or a preemption.
+    """
     resume = [o.split("=", 1)[1] for o in args.overrides if o.startswith("run.resume=")]
+    if resume and resume[-1] == "auto":
+        fresh = load_config(args.config, [*args.overrides, "run.resume="])
+        last = Path(fresh.run.dir) / "last.pt"
+        if not last.is_file():
+            log.info("run.resume=auto: no %s; starting a fresh run", last)
+            return dataclasses.replace(fresh, run=dataclasses.replace(fresh.run, overwrite=True)), None
+        log.info("run.resume=auto: continuing from %s", last)
+        resume = [str(last)]
+        args.overrides = [*args.overrides, f"run.resume={last}"]
     if not resume or not resume[-1]:
         return load_config(args.config, args.overrides), None
     ckpt = load_checkpoint(resume[-1])
@@ -196,13 +211,13 @@ class Trainer:
         stream = iter(train_loader(self.train_set, t.batch_size, self.cfg.seed, self.step, self.cfg.data.num_workers,
                                    pin_memory=self.device.type == "cuda", shard=self.shard))
         main = self.dist.is_main
+        if self.step == self.stage.start and main:
+            self.runlog.stage(self.step, self.stage)
         bar = tqdm(total=t.max_steps, initial=self.step, dynamic_ncols=True, mininterval=1.0, file=sys.stderr,
                    disable=not main)
         postfix: dict[str, str] = {}
         last_val: dict[str, float] = {}
         self.stepper.model.train()
-        if self.step == self.stage.start and main:
-            self.runlog.stage(self.step, self.stage)
         started = time.time()
         try:
             while self.step < t.max_steps:

@@ -3,12 +3,22 @@
 Everything a training run writes goes through this module, so there is one place that decides what a
 folder may already hold, what a resume keeps, and how a checkpoint reaches the disk (atomically, and never
 with non-finite weights).
+
+Crash safety: a run killed at any moment (SIGKILL included) leaves every checkpoint loadable: each is
+written to a temporary file and renamed over the old one, so a kill mid-write leaves the previous version
+and a stray temporary file, which the next start removes. ``metrics.jsonl`` gets one whole line per write;
+on resume the lines after the checkpoint's step, and a torn last line, are dropped by an atomic rewrite.
+A write that fails (read-only folder, full disk) stops the run with a one-line error naming the file,
+and leaves the previous checkpoint as it was.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -16,7 +26,9 @@ from torch.utils.tensorboard import SummaryWriter
 
 from gan.checkpoint import save_checkpoint
 from gan.stages import Stage
-from runconfig import ConfigError, RunConfig, dump_yaml, to_dict
+from runconfig import ConfigError, RunConfig, RunFolderError, dump_yaml, to_dict
+
+log = logging.getLogger(__name__)
 
 
 class RunFolder:
@@ -32,8 +44,13 @@ class RunFolder:
             for path in [*self.path.glob("*.pt"), self.path / "metrics.jsonl"]:
                 path.unlink(missing_ok=True)
             shutil.rmtree(self.path / "tb", ignore_errors=True)
-        self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / "config.yaml").write_text(dump_yaml(cfg))
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            for stray in self.path.glob(".*.tmp"):   # a save or log rewrite that a kill interrupted
+                stray.unlink()
+            write_atomically(self.path / "config.yaml", dump_yaml(cfg))
+        except OSError as exc:
+            raise RunFolderError(f"{self.path}: cannot write the run folder ({_reason(exc)})") from exc
 
     def save(self, name: str, state: dict) -> Path:
         """Write checkpoint ``name``; refuse (FloatingPointError) when the weights are not finite."""
@@ -41,13 +58,20 @@ class RunFolder:
         if bad:
             raise FloatingPointError(f"weights became non-finite ({bad[0]}); not overwriting {name}")
         path = self.path / name
-        save_checkpoint(path, state)
+        try:
+            save_checkpoint(path, state)
+        except OSError as exc:
+            kept = " (the previous one is intact)" if path.exists() else ""
+            raise RunFolderError(f"{path}: cannot write the checkpoint ({_reason(exc)}){kept}") from exc
         return path
 
     def keep_stage_checkpoint(self, stage: Stage) -> Path:
         """Copy ``last.pt`` to ``stage<k>-<variant>.pt`` at the end of a stage that is not the last."""
         target = self.path / f"stage{stage.name}.pt"
-        shutil.copyfile(self.path / "last.pt", target)
+        try:
+            write_atomically(target, (self.path / "last.pt").read_bytes())
+        except OSError as exc:
+            raise RunFolderError(f"{target}: cannot write the stage checkpoint ({_reason(exc)})") from exc
         return target
 
 
@@ -59,9 +83,11 @@ class RunLog:
         if resume_step is not None and self.jsonl.exists():
             # drop entries written after the checkpoint we resume from: they will be written again
             # (a stage line at the resume step was written after that step's checkpoint: it comes again too)
-            kept = [ln for ln in self.jsonl.read_text().splitlines()
-                    if ln.strip() and _kept_on_resume(json.loads(ln), resume_step)]
-            self.jsonl.write_text("".join(ln + "\n" for ln in kept))
+            kept = [ln for ln in self._whole_lines() if _kept_on_resume(json.loads(ln), resume_step)]
+            try:
+                write_atomically(self.jsonl, "".join(ln + "\n" for ln in kept))
+            except OSError as exc:
+                raise RunFolderError(f"{self.jsonl}: cannot rewrite the log ({_reason(exc)})") from exc
         # events after the checkpoint's step belong to the interrupted run and will be written again
         self.writer = SummaryWriter(str(run_dir / "tb"),
                                     purge_step=None if resume_step is None else resume_step + 1)
@@ -83,9 +109,32 @@ class RunLog:
                 for k, v in to_dict(getattr(cfg, section)).items() if isinstance(v, (int, float, str, bool))}
         self.writer.add_hparams({**flat, "seed": cfg.seed}, metrics, run_name="hparams", global_step=step)
 
+    def _whole_lines(self) -> list[str]:
+        """The parseable lines of metrics.jsonl; a torn line (a kill or a full disk mid-write) is dropped."""
+        lines, torn = [], 0
+        for line in self.jsonl.read_text(errors="replace").splitlines():
+            try:
+                json.loads(line)
+            except ValueError:
+                torn += bool(line.strip())
+                continue
+            lines.append(line)
+        if torn:
+            log.warning("%s: dropped %d torn line(s) left by an interrupted write", self.jsonl, torn)
+        return lines
+
     def _append(self, entry: dict) -> None:
-        with self.jsonl.open("a") as fh:
-            fh.write(json.dumps(entry) + "\n")
+        """One whole line in one write call (no partial line unless the disk itself fails)."""
+        line = (json.dumps(entry) + "\n").encode()
+        try:
+            fd = os.open(self.jsonl, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                if os.write(fd, line) != len(line):
+                    raise OSError("short write: the disk may be full")
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise RunFolderError(f"{self.jsonl}: cannot append to the log ({_reason(exc)})") from exc
 
     def close(self) -> None:
         self.writer.close()
@@ -95,3 +144,21 @@ def _kept_on_resume(entry: dict, resume_step: int) -> bool:
     if entry.get("event") == "stage_start":
         return entry["step"] < resume_step
     return entry.get("step", 0) <= resume_step
+
+
+def write_atomically(path: Path, content: str | bytes) -> None:
+    """Write ``content`` to a temporary file beside ``path`` and rename it over ``path``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(content.encode() if isinstance(content, str) else content)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
