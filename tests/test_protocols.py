@@ -71,6 +71,27 @@ def test_avec_concatenates_per_culture_with_avec_convention(tmp_path, caplog):
             assert scores[key][name]["rmse"] == pytest.approx(rmse(p[:, d], g[:, d]), abs=1e-6)
 
 
+def test_avec_prediction_with_other_timestamps_is_scored_row_by_row_with_a_warning(tmp_path, caplog):
+    """The official AVEC script never reads timestamps: decreasing ones change nothing but a warning."""
+    rng = np.random.default_rng(1)
+    labels, ordered, shuffled = tmp_path / "labels", tmp_path / "ordered", tmp_path / "shuffled"
+    n, stem = 30, "Devel_DE_01"
+    g, p = rng.uniform(-1, 1, (n, 3)), rng.uniform(-1, 1, (n, 3))
+    t = np.arange(n) / 10
+    write_labels(labels / f"{stem}.csv", t, g[:, 0], g[:, 1], g[:, 2], name=stem)
+    write_labels(ordered / f"{stem}.csv", t, p[:, 0], p[:, 1], p[:, 2], name=stem)
+    bad_t = t.copy()
+    bad_t[7:] = bad_t[7:][::-1]            # row 8 onwards decreasing
+    write_labels(shuffled / f"{stem}.csv", bad_t, p[:, 0], p[:, 1], p[:, 2], name=stem)
+    reference, scored = tmp_path / "a.json", tmp_path / "b.json"
+    for folder, out in ((ordered, reference), (shuffled, scored)):
+        assert evaluate.main(["--protocol", "avec2019", "--labels", str(labels), "--predictions", str(folder),
+                              "--json", str(out)]) == 0
+    assert json.loads(scored.read_text()) == json.loads(reference.read_text())
+    warned = [r.message for r in caplog.records if "differs from the label file" in r.message]
+    assert len(warned) == 1 and f"{shuffled / stem}.csv: row 8: timestamp 2.9" in warned[0]
+
+
 def test_abaw_excludes_invalid_frames_in_both_layouts(tmp_path):
     ann = tmp_path / "ann"
     ann.mkdir()

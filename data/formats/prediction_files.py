@@ -64,13 +64,30 @@ def load_avec_pairs(labels_dir: Path, predictions_dir: Path, only: set[str] | No
         if parsed is None:
             raise DataError(f"{f}: not an AVEC recording name (<Partition>_<Culture>_<NN>.csv)")
         labels = read_avec_labels(f)
-        predicted = read_avec_labels(predictions_dir / f.name)
+        predicted = read_avec_labels(predictions_dir / f.name, strict_times=False)
+        _warn_on_other_timestamps(predictions_dir / f.name, predicted.times, labels.times)
         # a dimension is scored when both files have it (ALN, for one, predicts no liking)
         dims = tuple(c for c in AVEC_COLUMNS if getattr(labels, c) is not None and getattr(predicted, c) is not None)
         if not dims:
             raise DataError(f"{predictions_dir / f.name}: no dimension in common with {f}")
         pairs.append(Pair(f.stem, parsed[1], _avec_matrix(labels, dims), _avec_matrix(predicted, dims), dims))
     return pairs
+
+
+def _warn_on_other_timestamps(path: Path, predicted: np.ndarray, gold: np.ndarray) -> None:
+    """Warn when a prediction's timestamps disagree with the labels': scored row by row all the same.
+
+    The official AVEC 2019 scorer pairs the i-th prediction row with the i-th label row and never reads
+    timestamps, so a file with shifted, repeated or decreasing timestamps gets the official score; the
+    warning names the first data row (1-based, header not counted) where the timestamps part.
+    """
+    n = min(len(predicted), len(gold))
+    differs = np.flatnonzero(np.abs(predicted[:n] - gold[:n]) > 1e-6)
+    if len(differs):
+        row = int(differs[0])
+        log.warning("%s: row %d: timestamp %g differs from the label file's %g (first of %d such rows); scored "
+                    "row by row as the official AVEC script does, which ignores timestamps", path, row + 1,
+                    predicted[row], gold[row], len(differs))
 
 
 def load_abaw_pairs(annotation_dir: Path, predictions: Path, only: set[str] | None = None) -> list[Pair]:

@@ -63,7 +63,7 @@ def _sniff_separator(path: Path, header: str) -> str:
                     f"(name;timestamp;arousal;valence;liking), found {header.strip()[:80]!r}")
 
 
-def read_avec_labels(path: Path | str) -> AvecLabels:
+def read_avec_labels(path: Path | str, strict_times: bool = True) -> AvecLabels:
     """Read an AVEC 2018/2019 CES label file strictly.
 
     The separator is sniffed from the header (``;`` as in the official files, or ``,``). The header must
@@ -73,7 +73,8 @@ def read_avec_labels(path: Path | str) -> AvecLabels:
     Raises:
         DataError: naming the file (and the 1-based line) on an unreadable or empty file, a wrong header,
             a row with the wrong number of fields, a non-numeric or non-finite value, a second recording
-            name in the same file, or timestamps that do not strictly increase.
+            name in the same file, or timestamps that do not strictly increase (``strict_times``; a
+            prediction file is read with it off, as the official AVEC scorer, which never reads timestamps).
     """
     path = Path(path)
     try:
@@ -123,10 +124,10 @@ def read_avec_labels(path: Path | str) -> AvecLabels:
     if not tracks["time"]:
         raise DataError(f"{path}: no label rows after the header")
     times = np.asarray(tracks["time"], dtype=np.float64)
-    if times[0] < 0:
+    if strict_times and times[0] < 0:
         raise DataError(f"{path}:2: negative timestamp {times[0]}")
     steps = np.diff(times)
-    if (steps <= 0).any():
+    if strict_times and (steps <= 0).any():
         bad = int(np.argmax(steps <= 0))
         lineno = _data_line(lines, bad + 1)
         raise DataError(f"{path}:{lineno}: timestamp {times[bad + 1]} does not increase "
