@@ -224,6 +224,7 @@ def evaluate_checkpoint(path: str, ckpt: dict, args: argparse.Namespace, out: Pa
         post["after"] = headline
     result = Evaluated(label, official, headline, _per_recording_mean(protocol, tracks), preds.scores("population"),
                        post)
+    optimistic = _optimism(path, ckpt, cfg, split, {t.name for t in tracks})
     metrics = {**headline, "protocol": protocol, "official": official,
                "per_recording_mean": result.per_recording_mean, "frame_level": result.frame_level,
                "postprocess": post, "frames": int(len(preds.gold)),
@@ -231,12 +232,15 @@ def evaluate_checkpoint(path: str, ckpt: dict, args: argparse.Namespace, out: Pa
                "restoration": restoration, "videos": len(tracks),
                "videos_without_prediction": unscored, "split": split,
                "checkpoint": str(path), "step": int(ckpt["step"]), "variant": checkpoint_variant(ckpt),
-               "dataset": cfg.data.dataset, "fold": cfg.data.fold if cfg.data.dataset == "sewa" else None}
+               "dataset": cfg.data.dataset, "fold": cfg.data.fold if cfg.data.dataset == "sewa" else None,
+               "optimistic": optimistic}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     _plots(out, tracks, args.max_trace_plots)
     print(f"{label}: {checkpoint_variant(ckpt)} @ step {ckpt['step']} on {cfg.data.dataset}/{split}, {len(tracks)} "
           f"recordings, protocol {protocol}")
     print(format_table(headline))
+    if optimistic:
+        print(f"NOTE: optimistic scores: {optimistic}")
     if restoration:
         print("restoration against the clean faces (each artefact alone, and the training mix):")
         print(markdown_table([{"artefact": name, **row} for name, row in restoration.items()],
@@ -245,6 +249,22 @@ def evaluate_checkpoint(path: str, ckpt: dict, args: argparse.Namespace, out: Pa
     if post is not None:
         print("before post-processing:\n" + format_table(post["before"]))
     return result
+
+
+def _optimism(path: str, ckpt: dict, cfg, split: str, scored: set[str]) -> str | None:
+    """Why these scores are optimistic, or None: the checkpoint was chosen on recordings it is scored on.
+
+    ``best.pt`` is the checkpoint with the best validation CCC, so scoring it on the validation split
+    (Aff-Wild2 val; SEWA's ``avec`` protocol, whose test is its Devel validation) reports a selected
+    maximum, not an unbiased estimate.
+    """
+    if ckpt.get("selected_on") != "val" and Path(path).name != "best.pt":
+        return None
+    validation = scored if split == "val" else {r.name for r in index_records(cfg.data, "val")} & scored
+    if not validation:
+        return None
+    return (f"{Path(path).name} was selected on the validation split, which holds {len(validation)} of the "
+            f"{len(scored)} scored recordings")
 
 
 def _labels_only(gold: np.ndarray) -> np.ndarray:

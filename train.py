@@ -197,7 +197,7 @@ class Trainer:
         score = float(np.mean(list(ccc.values())))
         if self.stage.trains_critic and score > self.best_score:
             self.best_score, self.best_step = score, self.step
-            self.folder.save("best.pt", self.state())
+            self.folder.save("best.pt", {**self.state(), "selected_on": "val"})   # evaluate.py flags scores on it
         self.folder.save("last.pt", self.state())
         if stage_done and not self.stage.is_last:
             self.folder.keep_stage_checkpoint(self.stage)

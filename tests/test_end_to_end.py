@@ -46,6 +46,7 @@ def test_train_checkpoint_evaluate(demo_root, tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["valence"]) == {"ccc", "pcc", "rmse"} and set(metrics["arousal"]) == {"ccc", "pcc", "rmse"}
     assert metrics["protocol"] == "abaw" and metrics["split"] == "val"
+    assert metrics["optimistic"] is None   # last.pt was not chosen on validation
     table = np.genfromtxt(out / "predictions.csv", delimiter=",", names=True, dtype=None, encoding=None)
     assert len(table) == metrics["frames"] == 80
     frame_level = metrics["frame_level"]
@@ -63,6 +64,13 @@ def test_train_checkpoint_evaluate(demo_root, tmp_path, capsys):
     n_official = sum(len(f.read_text().splitlines()) - 1 for f in (out / "official").glob("*.txt"))
     assert n_official == 2 * 40  # every frame of every video, also those without a face
     assert (out / "plots" / "scatter.png").is_file() and len(list((out / "plots").glob("trace_*.png"))) == 2
+
+    # best.pt was chosen on this very split: the scores say they are optimistic
+    capsys.readouterr()
+    assert evaluate.main(["--checkpoint", str(run / "best.pt"), "--out", str(tmp_path / "eval-best")]) == 0
+    assert "NOTE: optimistic scores: best.pt was selected on the validation split" in capsys.readouterr().out
+    flagged = json.loads((tmp_path / "eval-best" / "metrics.json").read_text())["optimistic"]
+    assert flagged == "best.pt was selected on the validation split, which holds 2 of the 2 scored recordings"
 
 
 def test_tensorboard_events(demo_root, tmp_path):

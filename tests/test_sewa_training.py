@@ -88,6 +88,22 @@ def test_postprocess_flag_reports_before_and_after(tmp_path):
     post = metrics["postprocess"]
     assert set(post) == {"chain", "before", "after"} and set(post["chain"]["dimensions"]) == {"arousal", "valence"}
     assert post["after"]["valence"] == metrics["valence"]
+    assert metrics["optimistic"] is None   # folds protocol: best.pt chosen on fold K+1, scored on fold K
+
+
+def test_avec_protocol_scores_on_the_selection_split_are_flagged_optimistic(tmp_path, capsys):
+    root = tmp_path / "sewa"
+    for stem in ["Train_DE_01", "Train_DE_02", "Devel_DE_01", "Devel_DE_02"]:
+        write_recording(root, stem, n_frames=30, fps=10, label_seconds=2.9)
+    common = [*[o for o in TINY if not o.startswith("data.demo")], "data.dataset=sewa", f"data.root={root}",
+              "data.sewa.protocol=avec", "train.max_steps=2", "train.eval_every=2"]
+    run = tmp_path / "run"
+    assert train.main([*common, f"run.dir={run}"]) == 0
+    capsys.readouterr()
+    assert evaluate.main(["--checkpoint", str(run / "best.pt"), "--out", str(tmp_path / "eval")]) == 0
+    assert "NOTE: optimistic scores" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["split"] == "test" and metrics["optimistic"].endswith("holds 2 of the 2 scored recordings")
 
 
 def test_checkpoints_of_different_variants_are_refused(tmp_path, capsys):
