@@ -258,6 +258,9 @@ def _optimism(path: str, ckpt: dict, cfg, split: str, scored: set[str]) -> str |
     (Aff-Wild2 val; SEWA's ``avec`` protocol, whose test is its Devel validation) reports a selected
     maximum, not an unbiased estimate.
     """
+    trained_on = set(cfg.data.train_splits)
+    if split in trained_on:
+        return f"the model was trained on the {split} split (data.train_splits={sorted(trained_on)})"
     if ckpt.get("selected_on") != "val" and Path(path).name != "best.pt":
         return None
     validation = scored if split == "val" else {r.name for r in index_records(cfg.data, "val")} & scored

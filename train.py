@@ -129,11 +129,11 @@ class Trainer:
         cfg, dist = self.cfg, self.dist
         standardiser = AudioStandardiser.from_state_dict(ckpt["audio_stats"]) if ckpt else None
         if dist.is_main:
-            train_split, standardiser = load_split(cfg.data, "train", standardiser)
+            train_split, standardiser = load_split(cfg.data, "training", standardiser)
         standardiser = AudioStandardiser.from_state_dict(dist.broadcast_object(
             standardiser.state_dict() if dist.is_main else None))
         if not dist.is_main:
-            train_split, _ = load_split(cfg.data, "train", standardiser)
+            train_split, _ = load_split(cfg.data, "training", standardiser)
         self.standardiser = standardiser
         # the generator always gets a "degraded" input; with degradations off it is the clean face itself
         uses_aeg = any(stage.model_variant != "disc" for stage in self.plan)
@@ -195,7 +195,7 @@ class Trainer:
         scores = self.validator.run(self.stepper.model, self.step, self.stage.index, self.runlog)
         ccc = {d: scores[d]["ccc"] for d in scores}
         score = float(np.mean(list(ccc.values())))
-        if self.stage.trains_critic and score > self.best_score:
+        if self.stage.trains_critic and score > self.best_score and "val" not in self.cfg.data.train_splits:
             self.best_score, self.best_step = score, self.step
             self.folder.save("best.pt", {**self.state(), "selected_on": "val"})   # evaluate.py flags scores on it
         self.folder.save("last.pt", self.state())

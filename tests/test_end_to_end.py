@@ -275,3 +275,23 @@ def test_postprocess_fits_on_labels_only(demo_root, tmp_path):
     for dim in ("valence", "arousal"):
         assert post["chain"]["dimensions"][dim]["val_ccc_before"] == pytest.approx(post["before"][dim]["ccc"],
                                                                                      abs=1e-9)
+
+
+def test_final_model_on_train_and_val_has_no_best_checkpoint_and_says_so(demo_root, tmp_path, capsys):
+    run = tmp_path / "final"
+    assert _run(demo_root, run, "data.train_splits=[train, val]", "train.max_steps=2", "train.eval_every=2") == 0
+    assert (run / "last.pt").is_file() and not (run / "best.pt").exists()
+    assert "trains the final model on train + val for a fixed 2 steps" in (run / "FINAL_MODEL.txt").read_text()
+    cfg = train.load_config(train.DEFAULT_PRESET, [*TINY, f"data.root={demo_root}", f"run.dir={tmp_path / 'x'}",
+                                                   "data.train_splits=[train, val]"])
+    both = train.Trainer(cfg, None)
+    only_train = train.Trainer(train.load_config(train.DEFAULT_PRESET, [*TINY, f"data.root={demo_root}",
+                                                                        f"run.dir={tmp_path / 'y'}"]), None)
+    assert len(both.train_set) == len(only_train.train_set) + len(both.validator.val_set)
+    both.runlog.close()
+    only_train.runlog.close()
+    capsys.readouterr()
+    assert evaluate.main(["--checkpoint", str(run / "last.pt"), "--out", str(tmp_path / "eval")]) == 0
+    assert "NOTE: optimistic scores: the model was trained on the val split" in capsys.readouterr().out
+    with pytest.raises(train.ConfigError, match=r"data.train_splits must be \[train\] or \[train, val\]"):
+        train.load_config(None, ["data.train_splits=[val, test]"])

@@ -31,6 +31,13 @@ from runconfig import ConfigError, RunConfig, RunFolderError, dump_yaml, to_dict
 log = logging.getLogger(__name__)
 
 
+FINAL_MODEL_NOTE = """This run trains the final model on {splits} for a fixed {steps} steps (data.train_splits), as the
+paper did for its challenge submission (section III-E). No best.pt is written: with the validation split in
+training there is nothing left to select on. Use last.pt. The val/ scores in metrics.jsonl are measured on
+data the model trains on, so they are optimistic.
+"""
+
+
 class RunFolder:
     """Owns ``run.dir``: refuses to mix two runs, writes the config and the checkpoints."""
 
@@ -49,6 +56,9 @@ class RunFolder:
             for stray in self.path.glob(".*.tmp"):   # a save or log rewrite that a kill interrupted
                 stray.unlink()
             write_atomically(self.path / "config.yaml", dump_yaml(cfg))
+            if "val" in cfg.data.train_splits:
+                write_atomically(self.path / "FINAL_MODEL.txt", FINAL_MODEL_NOTE.format(
+                    splits=" + ".join(cfg.data.train_splits), steps=cfg.train.max_steps))
         except OSError as exc:
             raise RunFolderError(f"{self.path}: cannot write the run folder ({_reason(exc)})") from exc
 

@@ -40,6 +40,7 @@ class DataConfig:
     dataset: str = "demo"          # demo | affwild2 | sewa
     root: str = ""                 # dataset root; "" = the demo cache folder (demo only)
     fold: int = 0                  # sewa, protocol folds: the test fold (validation is the next one)
+    train_splits: list[str] = field(default_factory=lambda: ["train"])   # [train, val]: the final model (§III-E)
     default_fps: float = 30.0      # frame rate of videos whose name does not encode one
     num_workers: int = 1           # DataLoader worker processes for training batches
     eval_batch_size: int = 128
@@ -59,6 +60,9 @@ class DataConfig:
             self.sewa.validate()
         except ValueError as exc:
             raise ValueError(str(exc).replace("sewa.", "data.sewa.", 1)) from None
+        if not self.train_splits or len(set(self.train_splits)) != len(self.train_splits) \
+                or any(s not in ("train", "val") for s in self.train_splits):
+            raise ValueError(f"data.train_splits must be [train] or [train, val], got {self.train_splits}")
         if not 0 <= self.fold < self.sewa.num_folds:
             raise ValueError(f"data.fold must be in [0, {self.sewa.num_folds - 1}], got {self.fold}")
 
@@ -80,7 +84,12 @@ def resolve_root(cfg: DataConfig) -> Path:
 
 
 def index_records(cfg: DataConfig, split: str) -> list[VideoRecord]:
-    """The usable videos of ``split`` ("train", "val", and for SEWA "test") of the configured dataset."""
+    """The usable videos of ``split`` ("train", "val", and for SEWA "test") of the configured dataset.
+
+    ``"training"`` is the training set: ``data.train_splits`` joined (train, or train + val for a final model).
+    """
+    if split == "training":
+        return [r for s in cfg.train_splits for r in index_records(cfg, s)]
     root = resolve_root(cfg)
     if cfg.dataset == "sewa":
         recordings = split_recordings(root, cfg.sewa, split, cfg.fold)
