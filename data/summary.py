@@ -30,7 +30,7 @@ from data.datasets.sewa import SewaConfig, index_sewa, labelled_recordings, pars
 from data.errors import DataError
 
 COUNT_KEYS = ("videos", "valid_labels", "invalid_labels", "labelled_without_image", "images_without_label",
-              "audio_missing", "usable_frames")
+              "audio_missing", "audio_drift", "fps_from_audio", "usable_frames")
 
 
 def label_stats(records: list[VideoRecord], bins: int = 10) -> dict:

@@ -1,9 +1,14 @@
 """Aff-Wild2 reader on fixture trees of both annotation editions."""
 
+import logging
+from pathlib import Path
+
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
+from data import summary
 from data.datasets.affwild2 import (
     audio_stem,
     find_annotation_dir,
@@ -144,3 +149,31 @@ def test_blank_line_inside_labels_is_an_error(tmp_path):
         read_va_annotation(path)
     path.write_text("valence,arousal\n0.1,0.2\n0.3,0.4\n\n\n")  # trailing blank lines are fine
     assert read_va_annotation(path).shape == (2, 2)
+
+
+def _wav(path: Path, seconds: float, rate: int = 16000) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), np.zeros(int(seconds * rate), np.float32), rate)
+
+
+def test_audio_that_outlasts_the_frames_is_reported_and_fixes_a_fallback_frame_rate(tmp_path, caplog):
+    labels = np.full((60, 2), 0.5)
+    root = write_affwild2(tmp_path, "abaw2020", {"plain": {"split": "train", "labels": labels},
+                                                 "named-30-640x360": {"split": "train", "labels": labels},
+                                                 "steady": {"split": "train", "labels": labels},
+                                                 "other": {"split": "val", "labels": labels}})
+    _wav(root / "audio" / "plain.wav", 2.4)              # 60 frames over 2.4 s: 25 fps, not the default 30
+    _wav(root / "audio" / "named-30-640x360.wav", 2.4)   # the name says 30 fps: trusted, but reported
+    _wav(root / "audio" / "steady.wav", 2.02)            # within 5 % of 60 / 30 s
+    with caplog.at_level(logging.WARNING):
+        records, report = index_split(root, "train", default_fps=30.0)
+    fps = {r.name: r.fps for r in records}
+    assert fps == {"plain": pytest.approx(25.0), "named-30-640x360": 30.0, "steady": 30.0}
+    assert report.audio_drift == 2 and report.fps_from_audio == 1
+    assert any("plain: 60 frames at the default 30 fps last 2.0 s but its audio 2.4 s; using 25.000 fps" in m
+               for m in caplog.messages)
+    assert any("named-30-640x360: 60 frames at 30 fps (from name)" in m for m in caplog.messages)
+    kept, _ = index_split(root, "train", default_fps=30.0, fps_from_audio=False)
+    assert {r.name: r.fps for r in kept}["plain"] == 30.0
+    counted = summary.summarise_affwild2(root)["splits"]["train"]   # 'other' (val) has no audio: not counted
+    assert counted["audio_drift"] == 2 and counted["fps_from_audio"] == 1

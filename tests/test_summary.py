@@ -25,7 +25,7 @@ def test_affwild2_summary_counts_and_json(tmp_path, capsys):
     train, val = data["splits"]["train"], data["splits"]["validation"]
     assert {k: train[k] for k in summary.COUNT_KEYS} == {
         "videos": 2, "valid_labels": 5, "invalid_labels": 1, "labelled_without_image": 1,
-        "images_without_label": 1, "audio_missing": 1, "usable_frames": 4}
+        "images_without_label": 1, "audio_missing": 1, "audio_drift": 0, "fps_from_audio": 0, "usable_frames": 4}
     assert (val["videos"], val["valid_labels"], val["invalid_labels"], val["audio_missing"]) == (1, 3, 1, 1)
     usable = np.array([[0.5, -0.5], [0.1, 0.9], [0.5, -0.5], [0.1, 0.9]])  # a: frames 1,3 ; b: frames 1,2
     assert abs(train["labels"]["valence"]["mean"] - usable[:, 0].mean()) < 1e-6  # labels are float32

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import soundfile as sf
 
 from data.datasets.meta import read_meta
 from data.errors import DataError
@@ -76,12 +77,16 @@ class IndexReport:
     images_without_label: int = 0     # crop files with no label row (labels shorter than the video)
     videos_without_images: int = 0
     audio_missing: int = 0
+    audio_drift: int = 0              # videos whose audio lasts other than frames / fps (beyond the tolerance)
+    fps_from_audio: int = 0           # of those, videos whose fallback frame rate was replaced by frames / audio s
 
     def summary(self, split: str) -> str:
         return (f"{split}: {self.videos} videos, {self.usable_frames} usable frames; skipped "
                 f"{self.invalid_labels} invalid labels, {self.labelled_without_image} labelled frames "
                 f"without an image ({self.videos_without_images} videos without a crop folder) and "
-                f"{self.images_without_label} images without a label; {self.audio_missing} videos without audio")
+                f"{self.images_without_label} images without a label; {self.audio_missing} videos without audio; "
+                f"{self.audio_drift} videos whose audio and frames disagree in length "
+                f"({self.fps_from_audio} frame rates taken from the audio)")
 
 
 def read_va_annotation(path: Path) -> np.ndarray:
@@ -180,12 +185,47 @@ def fps_from_name(video: str) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def video_fps(root: Path, video: str, default_fps: float) -> float:
-    """Frame rate of a video: preprocessing's metadata (read from the container), else the name, else default."""
+def fps_and_source(root: Path, video: str, default_fps: float) -> tuple[float, str]:
+    """The video's frame rate and where it came from: ``meta`` (prepare's metadata), ``name`` or ``default``."""
     meta = read_meta(root, audio_stem(video)) or read_meta(root, video)
     if meta is not None and meta.fps > 0:
-        return float(meta.fps)
-    return fps_from_name(video) or default_fps
+        return float(meta.fps), "meta"
+    from_name = fps_from_name(video)
+    return (from_name, "name") if from_name else (default_fps, "default")
+
+
+def audio_seconds(wav: Path) -> float | None:
+    """Duration of a wav from its header; None when it cannot be read (the audio reader reports that)."""
+    try:
+        return float(sf.info(str(wav)).duration)
+    except (RuntimeError, OSError, sf.LibsndfileError):
+        return None
+
+
+def check_drift(name: str, n_frames: int, fps: float, source: str, wav: Path | None, tolerance: float,
+                fps_from_audio: bool, report: IndexReport) -> float:
+    """The frame rate to use, after comparing the audio's duration with ``n_frames / fps``.
+
+    A video read at the wrong rate puts its audio out of step with its frames (a 25 fps video read as 30 fps
+    drifts by 10 s after a minute). When the two durations differ by more than ``tolerance`` (relative), warn
+    naming the video; when the rate was only the configured fallback and ``fps_from_audio`` is set, take
+    ``n_frames / audio seconds`` instead (metadata and names are trusted over the audio).
+    """
+    seconds = audio_seconds(wav) if wav is not None and n_frames > 0 else None
+    if not seconds:
+        return fps
+    video_s = n_frames / fps
+    if abs(seconds - video_s) <= tolerance * max(seconds, video_s):
+        return fps
+    report.audio_drift += 1
+    if source == "default" and fps_from_audio:
+        report.fps_from_audio += 1
+        log.warning("%s: %d frames at the default %g fps last %.1f s but its audio %.1f s; using %.3f fps "
+                    "(frames / audio duration)", name, n_frames, fps, video_s, seconds, n_frames / seconds)
+        return n_frames / seconds
+    log.warning("%s: %d frames at %g fps (from %s) last %.1f s but its audio %.1f s: audio and frames will "
+                "drift apart; check the frame rate", name, n_frames, fps, source, video_s, seconds)
+    return fps
 
 
 def count_images(image_dir: Path, n_labels: int) -> tuple[np.ndarray, int]:
@@ -201,12 +241,13 @@ def count_images(image_dir: Path, n_labels: int) -> tuple[np.ndarray, int]:
     return has_image, sum(1 for k in present if k > n_labels or k < 1)
 
 
-def index_split(root: Path, split: str, default_fps: float = 30.0,
-                require_frames: bool = True) -> tuple[list[VideoRecord], IndexReport]:
+def index_split(root: Path, split: str, default_fps: float = 30.0, require_frames: bool = True,
+                drift_tolerance: float = 0.05, fps_from_audio: bool = True) -> tuple[list[VideoRecord], IndexReport]:
     """Read every annotation file of ``split`` and match it to its crops and audio.
 
     Frames are usable when their label is valid and their image file exists. Videos with no crop folder
-    are skipped with a warning; all skips are counted in the returned report.
+    are skipped with a warning; all skips are counted in the returned report. Each video's audio duration
+    is checked against its frames (:func:`check_drift`).
     """
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; use one of {SPLITS}")
@@ -242,10 +283,12 @@ def index_split(root: Path, split: str, default_fps: float = 30.0,
         report.labelled_without_image += int((valid & ~has_image).sum())
         report.images_without_label += extra_images
         usable = np.flatnonzero(valid & has_image) + 1
+        fps, source = fps_and_source(root, ann.stem, default_fps)
+        fps = check_drift(ann.stem, len(labels), fps, source, wav if wav.is_file() else None, drift_tolerance,
+                          fps_from_audio, report)
         records.append(VideoRecord(
             name=ann.stem, split=split, annotation=ann, image_dir=image_dir,
-            audio=wav if wav.is_file() else None, fps=video_fps(root, ann.stem, default_fps),
-            labels=labels, frames=usable.astype(np.int64),
+            audio=wav if wav.is_file() else None, fps=fps, labels=labels, frames=usable.astype(np.int64),
         ))
         report.videos += 1
         report.usable_frames += int(len(usable))

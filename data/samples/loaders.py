@@ -42,6 +42,8 @@ class DataConfig:
     fold: int = 0                  # sewa, protocol folds: the test fold (validation is the next one)
     train_splits: list[str] = field(default_factory=lambda: ["train"])   # [train, val]: the final model (§III-E)
     default_fps: float = 30.0      # frame rate of videos whose name does not encode one
+    drift_tolerance: float = 0.05  # warn when a video's audio and frames / fps differ in length by more (relative)
+    fps_from_audio: bool = True    # for a video at default_fps that drifts: frame rate = frames / audio seconds
     num_workers: int = 1           # DataLoader worker processes for training batches
     eval_batch_size: int = 128
     demo: DemoSpec = field(default_factory=DemoSpec)   # size of the generated demo data (dataset=demo)
@@ -97,7 +99,8 @@ def index_records(cfg: DataConfig, split: str) -> list[VideoRecord]:
     if split not in ("train", "val"):
         raise DataError(f"{root}: {cfg.dataset} has splits train and val (its test labels are not public), "
                         f"not {split!r}")
-    return index_split(root, split, cfg.default_fps)[0]
+    return index_split(root, split, cfg.default_fps, drift_tolerance=cfg.drift_tolerance,
+                       fps_from_audio=cfg.fps_from_audio)[0]
 
 
 def compute_audio(records: list[VideoRecord], cfg: AudioConfig) -> dict[str, np.ndarray]:
