@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from data.datasets.affwild2 import EDITIONS, find_annotation_dir
+from data.formats.abaw_submission import write_predictions
 from data.formats.official_outputs import (
     Track,
     abaw_tracks,
@@ -201,6 +202,8 @@ def evaluate_checkpoint(path: str, ckpt: dict, args: argparse.Namespace, out: Pa
     device = resolve_device(args.device)
     model = model_from_checkpoint(ckpt).to(device)
     standardiser = AudioStandardiser.from_state_dict(ckpt["audio_stats"])
+    if split == "test" and cfg.data.dataset == "affwild2":
+        return _test_submission(path, ckpt, cfg, model, standardiser, device, out, label)
     records, preds, restoration = _frame_predictions(model, cfg, split, standardiser, device, robustness=True)
     tracks = _tracks(protocol, cfg, records, preds)
     unscored = sorted({r.name for r in records} - {t.name for t in tracks})
@@ -249,6 +252,38 @@ def evaluate_checkpoint(path: str, ckpt: dict, args: argparse.Namespace, out: Pa
     if post is not None:
         print("before post-processing:\n" + format_table(post["before"]))
     return result
+
+
+def _test_submission(path: str, ckpt: dict, cfg, model, standardiser, device, out: Path | None,
+                     label: str) -> Evaluated:
+    """Aff-Wild2 test split (no labels): the submission in both ABAW layouts, every frame of every listed video.
+
+    Frames without a face take the nearest predicted frame of the video (``data.formats.abaw_submission``);
+    a listed video without a single face crop gets 0, 0 for every frame, with a warning naming it.
+    """
+    records, preds, _ = _frame_predictions(model, cfg, "test", standardiser, device)
+    by_video = _by_video(preds)
+    faceless = [r.name for r in records if r.name not in by_video]
+    if faceless:
+        log.warning("%d test video(s) without any face crop get 0, 0 for every frame: %s", len(faceless),
+                    ", ".join(faceless[:5]))
+    predictions = {r.name: by_video.get(r.name, (np.array([1]), np.zeros((1, 2)))) for r in records}
+    n_frames = {r.name: r.n_frames for r in records}
+    out = out or Path(path).parent / "eval-test"
+    per_video = write_predictions(out / "abaw2020", "abaw2020", predictions, n_frames)
+    single = write_predictions(out / "abaw_later" / "predictions.txt", "abaw_later", predictions, n_frames)
+    write_frame_predictions(out / "predictions.csv", preds)
+    metrics = {"split": "test", "labels": False, "videos": len(records), "frames": int(sum(n_frames.values())),
+               "frames_with_a_face": int(len(preds.pred)), "videos_without_a_face": faceless,
+               "submission": {"abaw2020": str(out / "abaw2020"), "abaw_later": str(single[0])},
+               "checkpoint": str(path), "step": int(ckpt["step"]), "variant": checkpoint_variant(ckpt),
+               "dataset": cfg.data.dataset}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(f"{label}: {checkpoint_variant(ckpt)} @ step {ckpt['step']} on {cfg.data.dataset}/test, {len(records)} "
+          f"videos, {metrics['frames']} frames: the test split has no labels, so no scores")
+    print(f"submission: {len(per_video)} per-video files in {out / 'abaw2020'} (ABAW 2020) and {single[0]} "
+          "(later editions)")
+    return Evaluated(label, {}, {}, {}, {})
 
 
 def _optimism(path: str, ckpt: dict, cfg, split: str, scored: set[str]) -> str | None:
@@ -330,7 +365,7 @@ def evaluate_checkpoints(args: argparse.Namespace) -> list[Evaluated]:
     for path in paths:
         label = Path(path).parent.name or Path(path).stem
         results.append(evaluate_checkpoint(path, checkpoints[path], args, out if single else out / label, label))
-    if not single:
+    if not single and results[0].headline:
         rows, columns = fold_rows(results)
         table = markdown_table(rows, columns)
         (out / "folds.md").write_text(table + "\n")
@@ -342,7 +377,7 @@ def evaluate_checkpoints(args: argparse.Namespace) -> list[Evaluated]:
                                                    indent=2) + "\n")
         print(table)
         print(f"wrote {out / 'folds.md'}, folds.csv and folds.json")
-    else:
+    elif results[0].headline:
         print("wrote metrics.json, predictions.csv, official/ and plots/")
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")

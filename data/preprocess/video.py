@@ -154,6 +154,23 @@ def probe(path: Path) -> VideoInfo:
                          height=stream.codec_context.height, has_audio=bool(container.streams.audio))
 
 
+def count_frames(path: Path) -> int:
+    """Number of video frames in ``path``, counted from the demuxed packets (no decoding).
+
+    One packet holds one frame for the codecs of the challenge videos; cheaper than decoding and exact
+    where the container header's count is missing or wrong.
+
+    Raises:
+        DataError: The file is missing, unreadable, or has no video stream.
+    """
+    with _open(path) as container:
+        stream = _video_stream(container, Path(path))
+        try:
+            return sum(1 for packet in container.demux(stream) if packet.size)
+        except (av.error.FFmpegError, OSError) as exc:
+            raise DataError(f"{path}: cannot read the video packets ({_reason(exc)})") from exc
+
+
 def iter_frames(path: Path, threads: int = 0) -> Iterator[VideoFrame]:
     """Decode ``path`` and yield its frames as RGB, in presentation order, one at a time.
 

@@ -26,6 +26,7 @@ from data.errors import DataError
 from data.preprocess.audio import AudioConfig, AudioStandardiser, video_audio_features
 from data.samples.dataset import AffectFrameDataset, read_rgb, to_tensor
 from data.samples.degrade import ARTEFACTS, DegradeConfig, Degrader
+from data.samples.test_split import index_test_split
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class DataConfig:
     root: str = ""                 # dataset root; "" = the demo cache folder (demo only)
     fold: int = 0                  # sewa, protocol folds: the test fold (validation is the next one)
     train_splits: list[str] = field(default_factory=lambda: ["train"])   # [train, val]: the final model (§III-E)
+    test_list: str = ""            # affwild2 --split test: the released names file ("" = ROOT/test_set.txt)
     default_fps: float = 30.0      # frame rate of videos whose name does not encode one
     drift_tolerance: float = 0.05  # warn when a video's audio and frames / fps differ in length by more (relative)
     fps_from_audio: bool = True    # for a video at default_fps that drifts: frame rate = frames / audio seconds
@@ -96,8 +98,10 @@ def index_records(cfg: DataConfig, split: str) -> list[VideoRecord]:
     if cfg.dataset == "sewa":
         recordings = split_recordings(root, cfg.sewa, split, cfg.fold)
         return index_sewa(root, recordings, split, cfg.sewa)[0]
+    if split == "test" and cfg.dataset == "affwild2":
+        return index_test_split(root, cfg.test_list, cfg.default_fps)
     if split not in ("train", "val"):
-        raise DataError(f"{root}: {cfg.dataset} has splits train and val (its test labels are not public), "
+        raise DataError(f"{root}: {cfg.dataset} has splits train and val (and, for affwild2, the unlabelled test), "
                         f"not {split!r}")
     return index_split(root, split, cfg.default_fps, drift_tolerance=cfg.drift_tolerance,
                        fps_from_audio=cfg.fps_from_audio)[0]
