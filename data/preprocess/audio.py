@@ -250,6 +250,15 @@ def video_audio_features(wav_path: Path | None, n_frames: int, fps: float, cfg: 
     wav_path = Path(wav_path)
     data = _read_bytes(wav_path)
     signal, sample_rate = _decode_mono(data, wav_path)
+    finite = np.isfinite(signal)
+    if not finite.all():   # a float wav can hold NaN/inf: openSMILE would turn them into garbage descriptors
+        log.warning("%s: %d non-finite audio samples (NaN or inf), using zero audio features", wav_path,
+                    int((~finite).sum()))
+        return zeros
+    clipped = float(np.mean(np.abs(signal) >= 0.999)) if signal.size else 0.0
+    if clipped > 0.01:
+        log.warning("%s: %.1f%% of the audio samples are clipped at full scale; its loudness descriptors "
+                    "saturate", wav_path, 100 * clipped)
     rms = float(np.sqrt(np.mean(np.square(signal, dtype=np.float64)))) if signal.size else 0.0
     if rms < cfg.silence_rms:
         log.warning("%s: audio is silent (RMS %.2g < %.2g), using zero audio features",
