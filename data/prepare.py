@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--audio-cache", default="",
                    help="eGeMAPS cache folder (default: the one training uses, "
                         "$ALN_CACHE_DIR or ~/.cache/aln, then egemaps/)")
+    p.add_argument("--two-subjects", nargs="*", metavar="VIDEO", default=None,
+                   help="videos with two people: crops into <video>_left/ and <video>_right/ (Aff-Wild2's names), "
+                        "the two largest faces by horizontal position, tracked over time; without names: every video")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -92,7 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     opts = PrepareOptions(out=args.out, backend=args.backend, size=args.size, device=args.device,
                           every=args.every, audio_cache=args.audio_cache, progress=not args.no_progress,
-                          threads=args.threads)
+                          threads=args.threads,
+                          two_subjects=None if args.two_subjects is None else tuple(args.two_subjects))
     try:
         videos = find_videos(args.videos)
         results = prepare_videos(videos, opts, workers=args.workers)

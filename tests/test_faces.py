@@ -255,4 +255,4 @@ def test_face_alignment_landmarker_reduces_the_largest_face_to_five_points():
 
 def test_largest_box_wins_over_the_more_confident_one():
     boxes = np.array([[0, 0, 10, 10, 0.999], [20, 20, 60, 70, 0.9], [0, 0, 30, 5, 0.95]])
-    assert faces._largest(boxes) == 1
+    assert faces._by_size(boxes)[0] == 1

@@ -32,6 +32,7 @@ class VideoMeta:
     backend: str = ""                  # landmark backend used for the crops
     size: int = 0                      # crop side in pixels
     complete: bool = False             # True once crops, audio and features are all written
+    subjects: int = 1                  # 2: crops in <video>_left/ and <video>_right/ (two-subject video)
     warnings: list[str] = field(default_factory=list)
 
     @property

@@ -144,22 +144,33 @@ def points_from_68(points68: np.ndarray) -> np.ndarray:
     return np.stack([p[36:42].mean(axis=0), p[42:48].mean(axis=0), p[30], p[48], p[54]]).astype(np.float32)
 
 
-def _largest(boxes: np.ndarray) -> int:
-    """Index of the largest box (x1, y1, x2, y2, ...): in-the-wild clips centre on their subject,
-    whose face is normally the biggest one in frame; background faces are smaller."""
+def _by_size(boxes: np.ndarray) -> list[int]:
+    """Indices of boxes (x1, y1, x2, y2, ...) from the largest down: in-the-wild clips centre on their
+    subject, whose face is normally the biggest one in frame; background faces are smaller."""
     boxes = np.asarray(boxes, dtype=np.float64)
-    return int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))
+    return np.argsort(-(boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), kind="stable").tolist()
 
 
 class Landmarker(Protocol):
-    """A face landmarker: ``landmarker(rgb) -> (5, 2) float32 points or None``."""
+    """A face landmarker: ``landmarker(rgb)`` -> (5, 2) float32 points of the largest face or None;
+    ``landmarker.faces(rgb)`` -> the points of every face, largest first (two-subject videos)."""
 
     backend: str
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray | None: ...
 
+    def faces(self, rgb: np.ndarray) -> list[np.ndarray]: ...
 
-class MtcnnLandmarker:
+
+class _LargestFace:
+    """``landmarker(rgb)``: the first (largest) of ``faces(rgb)``."""
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray | None:
+        found = self.faces(rgb)
+        return found[0] if found else None
+
+
+class MtcnnLandmarker(_LargestFace):
     """MTCNN (facenet-pytorch) five-point landmarks of the largest face; weights ship with the package."""
 
     backend = "mtcnn"
@@ -169,11 +180,11 @@ class MtcnnLandmarker:
 
         self._mtcnn = MTCNN(keep_all=True, select_largest=True, min_face_size=min_face_size, device=device)
 
-    def __call__(self, rgb: np.ndarray) -> np.ndarray | None:
+    def faces(self, rgb: np.ndarray) -> list[np.ndarray]:
         boxes, _probs, points = self._mtcnn.detect(np.ascontiguousarray(rgb), landmarks=True)
         if boxes is None or len(boxes) == 0:
-            return None
-        return np.asarray(points[_largest(boxes)], dtype=np.float32).reshape(5, 2)
+            return []
+        return [np.asarray(points[i], dtype=np.float32).reshape(5, 2) for i in _by_size(boxes)]
 
 
 @dataclass(frozen=True)
@@ -232,7 +243,7 @@ def check_face_alignment_weights() -> list[WeightFile]:
     return files
 
 
-class FaceAlignmentLandmarker:
+class FaceAlignmentLandmarker(_LargestFace):
     """face-alignment (S3FD + 2D-FAN-4) 68 landmarks of the largest face, reduced to the 5 template points.
 
     Runs without test-time flipping: the flip doubles the FAN cost for a sub-pixel change that the
@@ -254,14 +265,14 @@ class FaceAlignmentLandmarker:
                             f"({exc.__class__.__name__}: {reason}); re-download {landmark_file.name} and "
                             f"{detector_file.name}, or use --backend mtcnn") from exc
 
-    def __call__(self, rgb: np.ndarray) -> np.ndarray | None:
+    def faces(self, rgb: np.ndarray) -> list[np.ndarray]:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="No faces were detected")
             landmarks, _scores, boxes = self._fa.get_landmarks_from_image(
                 np.ascontiguousarray(rgb), return_bboxes=True)
         if not landmarks:
-            return None
-        return points_from_68(landmarks[_largest(boxes)])
+            return []
+        return [points_from_68(landmarks[i]) for i in _by_size(boxes)]
 
 
 def make_landmarker(backend: str, device: str = "cpu") -> Landmarker:

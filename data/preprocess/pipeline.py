@@ -22,6 +22,7 @@ from data.datasets.meta import VideoMeta, meta_path, read_meta, write_meta
 from data.errors import DataError
 from data.preprocess.audio import AudioConfig, lld_track
 from data.preprocess.faces import Landmarker, align_face
+from data.preprocess.subjects import SIDES, SideTracker
 from data.preprocess.video import VIDEO_SUFFIXES, VideoFrame, extract_audio, iter_frames, probe
 
 CROPS_DIR = "cropped_aligned"
@@ -47,6 +48,8 @@ class PrepareOptions:
         progress: Show tqdm progress bars.
         threads: Torch intra-op threads per process; 0 keeps torch's default (all cores) for a single
             process and means 1 per worker when several run in parallel.
+        two_subjects: Videos with two people, cropped into ``<video>_left/`` and ``<video>_right/`` (as
+            Aff-Wild2 names them): None = none, an empty tuple = every video, else the listed names.
     """
 
     out: Path
@@ -57,6 +60,12 @@ class PrepareOptions:
     audio_cache: str = ""
     progress: bool = True
     threads: int = 0
+    two_subjects: tuple[str, ...] | None = None
+
+    def crop_folders(self, video: str) -> tuple[str, ...]:
+        """The crop folder names of ``video``: itself, or its ``_left`` and ``_right`` subjects."""
+        two = self.two_subjects is not None and (not self.two_subjects or video in self.two_subjects)
+        return tuple(f"{video}_{side}" for side in SIDES) if two else (video,)
 
 
 @dataclass
@@ -139,9 +148,11 @@ def is_finished(root: Path, video: str, opts: PrepareOptions) -> VideoMeta | Non
         meta = read_meta(root, video)
     except DataError:
         return None  # unreadable metadata: redo the video, which rewrites it
-    if meta is None or not meta.complete or meta.backend != opts.backend or meta.size != opts.size:
+    folders = opts.crop_folders(video)
+    if meta is None or not meta.complete or meta.backend != opts.backend or meta.size != opts.size \
+            or meta.subjects != len(folders):
         return None
-    if meta.faces > 0 and not (root / CROPS_DIR / video).is_dir():
+    if meta.faces > 0 and not all((root / CROPS_DIR / folder).is_dir() for folder in folders):
         return None
     if meta.audio_seconds is not None and not (root / AUDIO_DIR / f"{video}.wav").is_file():
         return None
@@ -172,30 +183,44 @@ class _CropWriter:
             self.write(frame, (1 - w) * p0 + w * p1)
 
 
-def _detect_and_crop(source: Path, folder: Path, landmarker: Landmarker, opts: PrepareOptions,
+def _detect_and_crop(source: Path, folders: list[Path], landmarker: Landmarker, opts: PrepareOptions,
                      bar: tqdm, threads: int) -> tuple[int, int]:
-    """Decode ``source`` and write its crops into ``folder``; returns (decoded frames, crops written)."""
-    writer = _CropWriter(folder, opts.size)
+    """Decode ``source`` and write its crops into ``folders`` (one, or the left and right subject's);
+    returns (decoded frames, crops written)."""
+    writers = [_CropWriter(folder, opts.size) for folder in folders]
+    tracker: SideTracker | None = None
+
+    def detect(frame: VideoFrame) -> list[np.ndarray | None]:
+        nonlocal tracker
+        if len(writers) == 1:
+            return [landmarker(frame.rgb)]
+        tracker = tracker or SideTracker(frame.rgb.shape[1])
+        sides = tracker.assign(landmarker.faces(frame.rgb))
+        return [sides[side] for side in SIDES]
+
     pending: list[VideoFrame] = []
-    key: tuple[int, np.ndarray | None] | None = None
+    key: tuple[int, list[np.ndarray | None]] | None = None
     frames = 0
+
+    def close_interval(frame: VideoFrame, points: list[np.ndarray | None]) -> None:
+        for k, writer in enumerate(writers):
+            if key is not None:
+                writer.between(pending, (key[0], key[1][k]), (frame.index, points[k]))
+            writer.write(frame, points[k])
+
     for frame in iter_frames(source, threads=threads):
         frames += 1
         if frame.index % opts.every == 0:
-            points = landmarker(frame.rgb)
-            if key is not None:
-                writer.between(pending, key, (frame.index, points))
-            writer.write(frame, points)
+            points = detect(frame)
+            close_interval(frame, points)
             key, pending = (frame.index, points), []
         else:
             pending.append(frame)
         bar.update(1)
     if pending:  # close the last interval with a detection on the final frame
         last = pending.pop()
-        points = landmarker(last.rgb)
-        writer.between(pending, key, (last.index, points))
-        writer.write(last, points)
-    return frames, writer.faces
+        close_interval(last, detect(last))
+    return frames, sum(writer.faces for writer in writers)
 
 
 def _clear(path: Path) -> None:
@@ -229,14 +254,18 @@ def prepare_video(source: Path, landmarker: Landmarker, opts: PrepareOptions, po
         result.fps, result.audio_seconds = finished.fps, finished.audio_seconds
         result.warnings = list(finished.warnings)
         return result
-    crops = root / CROPS_DIR / video
-    partial = root / CROPS_DIR / f".{video}{_PARTIAL_SUFFIX}"
+    names = opts.crop_folders(video)
+    crops = [root / CROPS_DIR / name for name in names]
+    partial = [root / CROPS_DIR / f".{name}{_PARTIAL_SUFFIX}" for name in names]
+    # the other layout's folders (one subject vs two), left from an earlier run of this video
+    stale = [root / CROPS_DIR / name for name in {video, f"{video}_left", f"{video}_right"} - set(names)]
     wav = root / AUDIO_DIR / f"{video}.wav"
-    foreign = crops.exists() and not meta_path(root, video).exists()
+    foreign = any(c.exists() for c in crops) and not meta_path(root, video).exists()
     try:
         meta_path(root, video).unlink(missing_ok=True)  # from now on the video counts as unfinished
-        _clear(partial)
-        partial.mkdir(parents=True)
+        for folder in partial:
+            _clear(folder)
+            folder.mkdir(parents=True)
         info = probe(source)
         result.fps = info.fps
         with tqdm(total=info.frames or None, desc=video[:28], unit="frame", leave=False, position=position,
@@ -259,16 +288,20 @@ def prepare_video(source: Path, landmarker: Landmarker, opts: PrepareOptions, po
         else:
             lld_track(wav, AudioConfig(cache_dir=opts.audio_cache))
         if foreign:
-            result.warnings.append(f"replaced crops in {crops} that had no preprocessing metadata "
-                                   "(an interrupted run, or crops from elsewhere)")
-        _clear(crops)
-        os.replace(partial, crops)
+            result.warnings.append(f"replaced crops in {', '.join(map(str, crops))} that had no preprocessing "
+                                   "metadata (an interrupted run, or crops from elsewhere)")
+        for done, final in zip(partial, crops, strict=True):
+            _clear(final)
+            os.replace(done, final)
+        for folder in stale:
+            _clear(folder)
         write_meta(root, VideoMeta(video=video, fps=result.fps, frames=result.frames, faces=result.faces,
                                    audio_seconds=result.audio_seconds, source=str(source.resolve()),
                                    backend=opts.backend, size=opts.size, complete=True,
-                                   warnings=list(result.warnings)))
+                                   warnings=list(result.warnings), subjects=len(names)))
     except DataError as exc:
         result.status, result.error = "failed", str(exc)
-        _clear(partial)
+        for folder in partial:
+            _clear(folder)
     result.seconds = time.perf_counter() - start
     return result
