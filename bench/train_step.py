@@ -1,6 +1,7 @@
 """Benchmark: the project's ALN training iteration against a straightforward eager one, side by side.
 
     python bench/train_step.py [--size paper|demo] [--image 112] [--batch 32] [--cycles 1] [--gp-every 4]
+    python bench/train_step.py --phases      # where one iteration's time goes
 
 The *reference* is the step as a researcher writes it from the paper, on the same networks
 (``gan.models``) and the same losses, written out directly: the D step runs the generator with autograd
@@ -199,6 +200,39 @@ def count_flops(run_cycle) -> float:
     return float(counter.total)
 
 
+def phase_times(args, device: torch.device, batch: dict, repeats: int = 2) -> dict[str, float]:
+    """Seconds of each phase of the project's iteration (channels_last, eager): where the time goes."""
+    stepper = project_stepper(args, device, channels_last=True, gp_every=1, compiled=False)
+    m, obj = stepper.model, stepper.objective
+    batch = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v for k, v in batch.items()}
+    alpha = torch.rand(args.batch, generator=torch.Generator().manual_seed(3)).to(device)
+
+    def d_step(scale: float) -> None:
+        loss, _ = obj.discriminator_loss(batch, gp_alpha=alpha, gp_scale=scale)
+        m.cd.zero_grad(set_to_none=True)
+        loss.backward()
+
+    def g_step() -> None:
+        set_requires_grad(m.cd, False)
+        loss = sum(obj.generator_terms(batch)[0].values())
+        m.aeg.zero_grad(set_to_none=True)
+        loss.backward()
+        set_requires_grad(m.cd, True)
+
+    phases = {"D step with the penalty": lambda: d_step(1.0), "D step without it": lambda: d_step(0.0),
+              "G step": g_step}
+    out = {}
+    for name, fn in phases.items():
+        fn()   # warm-up
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        _sync(device)
+        out[name] = (time.perf_counter() - start) / repeats
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="paper", choices=sorted(SIZES))
@@ -208,11 +242,24 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=1, help="timed cycles of gp-every iterations per mode")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-compile", action="store_true", help="skip the compiled mode (its warm-up is long)")
+    parser.add_argument("--phases", action="store_true",
+                        help="only time the phases of one iteration (D step with / without the penalty, G step)")
     args = parser.parse_args()
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           "cpu" if args.device == "auto" else args.device)
     batch = fixed_batch(args.batch, args.image, device)
     k = args.gp_every
+    if args.phases:
+        times = phase_times(args, device, batch)
+        with_gp, without, g = times.values()
+        print(f"ALN '{args.size}' networks, {args.image} px, batch {args.batch}, {device}, {torch.get_num_threads()} "
+              "threads; seconds per phase (channels_last, eager):")
+        for name, seconds in times.items():
+            print(f"  {name:26s}{seconds:8.3f}")
+        for every in (1, 4, 8, 16):
+            per_iteration = g + without + (with_gp - without) / every
+            print(f"  iteration with gp_every={every:<3d}{per_iteration:8.3f} s (D + G, n_critic = 1)")
+        return
 
     d_rel, g_rel = check_losses_agree(args, device, batch)
     print(f"losses on one fixed batch, reference vs project: D differs by {d_rel:.1e}, G by {g_rel:.1e} (relative)")

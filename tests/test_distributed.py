@@ -25,7 +25,7 @@ from training.distributed import Distributed
 #: weights (absolute) of one and of two processes agree to WEIGHTS, Adam's moments to MOMENTS of their scale;
 #: measured after four iterations: 1.4e-7 and 2.3e-5 (the float summation order differs: shards, all-reduce)
 WEIGHTS, MOMENTS = 1e-5, 1e-4
-COMMON = [*TINY, "train.n_critic=2", "train.eval_every=4", "train.lr_decay_from=1.0", "seed=7"]
+COMMON = [*TINY, "train.n_critic=2", "loss.gp_every=2", "train.eval_every=4", "train.lr_decay_from=1.0", "seed=7"]
 
 
 def _env() -> dict[str, str]:
