@@ -18,13 +18,12 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from gan.checkpoint import save_checkpoint
+from gan.checkpoint import save_checkpoint, write_atomically
 from gan.stages import Stage
 from runconfig import ConfigError, RunConfig, RunFolderError, dump_yaml, to_dict
 
@@ -55,9 +54,9 @@ class RunFolder:
             self.path.mkdir(parents=True, exist_ok=True)
             for stray in self.path.glob(".*.tmp"):   # a save or log rewrite that a kill interrupted
                 stray.unlink()
-            write_atomically(self.path / "config.yaml", dump_yaml(cfg))
+            replace_file(self.path / "config.yaml", dump_yaml(cfg))
             if "val" in cfg.data.train_splits:
-                write_atomically(self.path / "FINAL_MODEL.txt", FINAL_MODEL_NOTE.format(
+                replace_file(self.path / "FINAL_MODEL.txt", FINAL_MODEL_NOTE.format(
                     splits=" + ".join(cfg.data.train_splits), steps=cfg.train.max_steps))
         except OSError as exc:
             raise RunFolderError(f"{self.path}: cannot write the run folder ({_reason(exc)})") from exc
@@ -79,7 +78,7 @@ class RunFolder:
         """Copy ``last.pt`` to ``stage<k>-<variant>.pt`` at the end of a stage that is not the last."""
         target = self.path / f"stage{stage.name}.pt"
         try:
-            write_atomically(target, (self.path / "last.pt").read_bytes())
+            replace_file(target, (self.path / "last.pt").read_bytes())
         except OSError as exc:
             raise RunFolderError(f"{target}: cannot write the stage checkpoint ({_reason(exc)})") from exc
         return target
@@ -95,7 +94,7 @@ class RunLog:
             # (a stage line at the resume step was written after that step's checkpoint: it comes again too)
             kept = [ln for ln in self._whole_lines() if _kept_on_resume(json.loads(ln), resume_step)]
             try:
-                write_atomically(self.jsonl, "".join(ln + "\n" for ln in kept))
+                replace_file(self.jsonl, "".join(ln + "\n" for ln in kept))
             except OSError as exc:
                 raise RunFolderError(f"{self.jsonl}: cannot rewrite the log ({_reason(exc)})") from exc
         # events after the checkpoint's step belong to the interrupted run and will be written again
@@ -156,18 +155,10 @@ def _kept_on_resume(entry: dict, resume_step: int) -> bool:
     return entry.get("step", 0) <= resume_step
 
 
-def write_atomically(path: Path, content: str | bytes) -> None:
-    """Write ``content`` to a temporary file beside ``path`` and rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(content.encode() if isinstance(content, str) else content)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def replace_file(path: Path, content: str | bytes) -> None:
+    """Replace ``path`` by ``content`` atomically (see :func:`gan.checkpoint.write_atomically`)."""
+    data = content.encode() if isinstance(content, str) else content
+    write_atomically(path, lambda fh: fh.write(data))
 
 
 def _reason(exc: OSError) -> str:
