@@ -25,8 +25,8 @@ from data.datasets.sewa import read_avec_labels, read_subjects
 from data.errors import DataError
 from data.preprocess.audio import AudioConfig, video_audio_features
 from data.preprocess.video import extract_audio, iter_frames, probe
+from data.samples.abaw_test_set import read_test_list
 from data.samples.dataset import read_rgb
-from data.samples.test_split import read_test_list
 from gan.checkpoint import CheckpointError, load_checkpoint
 from tests.fixtures import write_affwild2
 from tests.test_video import grey_frame, write_video

@@ -24,9 +24,9 @@ from data.datasets.demo import DemoSpec, default_demo_root, ensure_demo_dataset
 from data.datasets.sewa import SewaConfig, index_sewa, split_recordings
 from data.errors import DataError
 from data.preprocess.audio import AudioConfig, AudioStandardiser, video_audio_features
+from data.samples.abaw_test_set import index_test_split
 from data.samples.dataset import AffectFrameDataset, read_rgb, to_tensor
 from data.samples.degrade import ARTEFACTS, DegradeConfig, Degrader
-from data.samples.test_split import index_test_split
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from data.datasets.affwild2 import read_va_annotation
 from data.datasets.meta import VideoMeta, write_meta
 from data.errors import DataError
 from data.formats.abaw_submission import read_single_file
-from data.samples.test_split import frame_count, index_test_split, read_test_list
+from data.samples.abaw_test_set import frame_count, index_test_split, read_test_list
 from tests.test_video import grey_frame, write_video
 from tests.train_helpers import _run
 
