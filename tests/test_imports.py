@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ENTRY_POINTS = {"train", "evaluate", "predict"}
-PACKAGES = ("data", "gan", "scoring", "training")
+PACKAGES = ("data", "gan", "scoring", "training", "baselines")
 
 #: what each package (or module prefix) may import from the project, by top-level module or dotted prefix
 ALLOWED = {
@@ -23,6 +23,7 @@ ALLOWED = {
     "data": {"data"},
     "gan": {"gan", "scoring"},
     "training": {"training", "data", "gan", "scoring", "runconfig"},
+    "baselines": {"baselines", "scoring"},   # the other systems of papers/: models and losses on tensors
 }
 #: layers inside data: a module of the key may import data modules under these prefixes only
 DATA_LAYERS = {

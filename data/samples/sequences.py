@@ -1,0 +1,70 @@
+"""Per-recording feature sequences with labels, and their batching with padding masks (for sequence models).
+
+The baselines of ``papers/`` (Pandit's single-filter CNNs, Raju's attention RNNs, Aminbeidokhti's temporal
+attention) read a whole recording as a (T, F) sequence of features with (T, D) labels at a fixed hop, instead
+of one face at a time. A batch pads recordings to the longest one; ``mask`` marks the real time steps, and a
+label is used only where ``valid`` holds (a real step with a valid label: Aff-Wild2's -5 and SEWA's
+unlabelled frames are not). Models zero the padded steps before any convolution, and losses and metrics
+ignore them, so changing padded values changes no output and no loss (tests/test_sequences.py).
+
+Label delay compensation (Pandit et al.: 4.0 s arousal, 2.8 s valence on SEWA) shifts each dimension's labels
+earlier by its delay: the label at ``t + delay`` describes the features at ``t``; steps left without a label
+at the end become invalid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+INVALID = -5.0
+
+
+@dataclass
+class Sequence:
+    """One recording: features (T, F), labels (T, D) with INVALID where unknown, and its name."""
+
+    name: str
+    features: np.ndarray
+    labels: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.features.ndim != 2 or self.labels.ndim != 2 or len(self.features) != len(self.labels):
+            raise ValueError(f"{self.name}: features {self.features.shape} and labels {self.labels.shape} must be "
+                             "(T, F) and (T, D) of one length")
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+
+def delay_labels(labels: np.ndarray, delays_steps: list[int]) -> np.ndarray:
+    """Labels with dimension d taken ``delays_steps[d]`` steps later (annotator delay); the tail becomes INVALID."""
+    out = np.full_like(labels, INVALID)
+    for d, shift in enumerate(delays_steps):
+        if shift < 0:
+            raise ValueError(f"label delays are >= 0 steps, got {shift} for dimension {d}")
+        n = len(labels) - shift
+        if n > 0:
+            out[:n, d] = labels[shift:, d]
+    return out
+
+
+def collate_sequences(sequences: list[Sequence]) -> dict[str, torch.Tensor | list[str]]:
+    """Pad to the longest recording: ``features`` (B, T, F), ``labels`` (B, T, D), ``mask`` (B, T) of real
+    steps, ``valid`` (B, T, D) of real steps with a valid label, and the ``names``."""
+    if not sequences:
+        raise ValueError("no sequences to batch")
+    length = max(len(s) for s in sequences)
+    n_feat, n_dim = sequences[0].features.shape[1], sequences[0].labels.shape[1]
+    features = torch.zeros(len(sequences), length, n_feat)
+    labels = torch.full((len(sequences), length, n_dim), INVALID)
+    mask = torch.zeros(len(sequences), length, dtype=torch.bool)
+    for i, s in enumerate(sequences):
+        features[i, :len(s)] = torch.from_numpy(np.asarray(s.features, np.float32))
+        labels[i, :len(s)] = torch.from_numpy(np.asarray(s.labels, np.float32))
+        mask[i, :len(s)] = True
+    valid = mask[..., None] & (labels > INVALID + 0.5) & (labels.abs() <= 1.0)
+    return {"features": features, "labels": labels, "mask": mask, "valid": valid,
+            "names": [s.name for s in sequences]}

@@ -1,0 +1,122 @@
+"""Sequence data and Pandit et al.'s single-filter CNNs (models A–E): shapes, folding, masks, learning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from baselines.pandit import (
+    PanditCNN,
+    PanditConfig,
+    feature_attribution,
+    fold_b_into_d,
+    save_attribution_png,
+)
+from baselines.sequence_loss import masked_ccc, masked_ccc_loss
+from data.samples.sequences import INVALID, Sequence, collate_sequences, delay_labels
+from scoring.metrics import ccc
+
+F = 6
+
+
+def _batch(lengths=(40, 25, 33), seed=0) -> dict:
+    rng = np.random.default_rng(seed)
+    sequences = []
+    for i, n in enumerate(lengths):
+        x = rng.normal(size=(n, F)).astype(np.float32)
+        y = np.tanh(np.stack([x[:, 0] - 0.5 * x[:, 1], 0.8 * x[:, 2]], axis=1)).astype(np.float32)
+        y[3] = INVALID   # an unlabelled step
+        sequences.append(Sequence(f"rec{i}", x, y))
+    return collate_sequences(sequences)
+
+
+@pytest.mark.parametrize("model,extra", [("A", {}), ("B", {}), ("B", {"activation": "relu"}), ("C", {}),
+                                         ("D", {}), ("E", {"features": [0, 2]})])
+def test_every_model_maps_a_padded_batch_to_one_prediction_per_step_and_dimension(model, extra):
+    torch.manual_seed(0)
+    net = PanditCNN(PanditConfig(model=model, kernel=10, hidden=4, **extra), F)
+    batch = _batch()
+    out = net(batch["features"], batch["mask"])
+    assert out.shape == (3, 40, 2) and torch.isfinite(out).all()
+    assert (net.dense is None) == (model in ("C", "D"))
+    if model == "E":   # the dropped features do not matter
+        changed = batch["features"].clone()
+        changed[..., [1, 3, 4, 5]] += 5.0
+        assert torch.equal(net(changed, batch["mask"]), out)
+
+
+def test_model_b_folds_into_model_d_with_the_same_outputs():
+    torch.manual_seed(0)
+    b = PanditCNN(PanditConfig(model="B", kernel=9), F)
+    with torch.no_grad():
+        b.dense.weight.copy_(torch.tensor([1.7, -0.6]).view(2, 1, 1))
+        b.dense.bias.copy_(torch.tensor([0.3, -0.2]))
+    d = fold_b_into_d(b)
+    batch = _batch()
+    assert d.dense is None and d.cfg.model == "D"
+    torch.testing.assert_close(d(batch["features"], batch["mask"]), b(batch["features"], batch["mask"]),
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="linear activation"):
+        fold_b_into_d(PanditCNN(PanditConfig(model="B", activation="relu"), F))
+
+
+def test_padded_steps_change_no_output_and_no_loss():
+    torch.manual_seed(0)
+    net = PanditCNN(PanditConfig(model="A", hidden=3), F)
+    batch = _batch()
+    pred = net(batch["features"], batch["mask"])
+    loss = masked_ccc_loss(pred, batch["labels"], batch["valid"])
+    features, labels = batch["features"].clone(), batch["labels"].clone()
+    pad = ~batch["mask"]
+    features[pad] = 100.0
+    labels[pad] = 0.9
+    pred_again = net(features, batch["mask"])
+    assert torch.equal(pred_again[batch["mask"]], pred[batch["mask"]])
+    assert torch.equal(masked_ccc_loss(pred_again, labels, batch["valid"]), loss)
+
+
+def test_masked_ccc_is_the_ccc_of_the_valid_steps_concatenated():
+    batch = _batch()
+    pred = torch.randn(3, 40, 2, generator=torch.Generator().manual_seed(1))
+    expected = [ccc(pred[..., d][batch["valid"][..., d]].numpy(), batch["labels"][..., d][batch["valid"][..., d]].numpy())
+                for d in range(2)]
+    assert masked_ccc(pred, batch["labels"], batch["valid"]).tolist() == pytest.approx(expected, abs=1e-5)
+    assert int(batch["valid"].sum()) == 2 * (40 + 25 + 33 - 3)
+
+
+def test_a_few_rmsprop_steps_lower_the_loss_on_a_learnable_task():
+    torch.manual_seed(0)
+    net = PanditCNN(PanditConfig(model="B", kernel=3), F)
+    opt = torch.optim.RMSprop(net.parameters(), lr=1e-2)
+    batch = _batch(lengths=(80, 60, 70, 75))
+    losses = []
+    for _ in range(40):
+        loss = masked_ccc_loss(net(batch["features"], batch["mask"]), batch["labels"], batch["valid"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0] and losses[-1] < 0.6
+
+
+def test_label_delay_takes_later_labels_and_invalidates_the_tail():
+    labels = np.arange(10, dtype=np.float32).reshape(5, 2) / 10
+    shifted = delay_labels(labels, [2, 0])
+    assert shifted[:, 0].tolist() == pytest.approx([0.4, 0.6, 0.8, INVALID, INVALID])
+    assert shifted[:, 1].tolist() == pytest.approx(labels[:, 1].tolist())
+
+
+def test_feature_attribution_sums_to_the_mean_output_and_renders(tmp_path):
+    torch.manual_seed(0)
+    d = fold_b_into_d(PanditCNN(PanditConfig(model="B", kernel=5), F))
+    x = np.random.default_rng(2).normal(size=(30, F)).astype(np.float32)
+    attribution = feature_attribution(d, x, dimension=1)
+    out = d(torch.from_numpy(x)[None])[0, :, 1].detach().numpy()
+    inside = out[2:30 - 2]   # steps whose 5-step window lies inside the recording
+    assert attribution.shape == (F, 5)
+    assert attribution.sum() == pytest.approx(inside.mean(), abs=1e-4)
+    path = tmp_path / "attribution.png"
+    save_attribution_png(attribution, path, [f"AU{i}" for i in range(F)])
+    assert path.stat().st_size > 1000
+    assert d.filter_l1().item() == pytest.approx(d.conv.weight.abs().sum().item())
