@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from baselines.pandit import PanditConfig
 from data.errors import DataError
 from data.samples.loaders import DataConfig
 from gan.checkpoint import CheckpointError
@@ -77,14 +78,33 @@ class TrainSection:
     stages: list[StageConfig] = field(default_factory=list)
 
 
+SYSTEMS = ("aln", "pandit")
+
+
+@dataclass
+class SequenceSection:
+    """The sequence baselines' training (``system`` other than aln): whole recordings, 1 - CCC."""
+
+    features: str = "egemaps"      # per-frame input features: egemaps (the standardised audio descriptors)
+    delay_valence: float = 0.0     # annotator-delay compensation in seconds (Pandit et al.: 2.8 on SEWA)
+    delay_arousal: float = 0.0     # (Pandit et al.: 4.0 on SEWA)
+    recordings: int = 8            # recordings per batch (whole sequences, padded)
+    optimizer: str = "rmsprop"     # rmsprop (Pandit et al.) | adam
+    lr: float = 1e-3
+    l1: float = 0.0                # L1 penalty on the single filter (Pandit et al.'s optional sparsity term)
+
+
 @dataclass
 class RunConfig:
     seed: int = 0
+    system: str = "aln"            # aln | pandit: ALN, or a baseline of papers/ trained by training/sequence_loop.py
     run: RunSection = field(default_factory=RunSection)
     train: TrainSection = field(default_factory=TrainSection)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    sequence: SequenceSection = field(default_factory=SequenceSection)
+    pandit: PanditConfig = field(default_factory=PanditConfig)
 
     def validate(self) -> None:
         """Range checks owned by each section; raise ConfigError with the offending key."""
@@ -98,6 +118,15 @@ class RunConfig:
             (t.lr_g > 0 and t.lr_d > 0, "train.lr_g and train.lr_d must be > 0"),
             (0.0 <= t.lr_decay_from <= 1.0, "train.lr_decay_from must be in [0, 1]"),
             (t.restoration_frames >= 0, "train.restoration_frames must be >= 0"),
+        ]
+        s = self.sequence
+        checks += [
+            (self.system in SYSTEMS, f"system must be one of {SYSTEMS}, got {self.system!r}"),
+            (s.features == "egemaps", f"sequence.features must be egemaps, got {s.features!r}"),
+            (s.delay_valence >= 0 and s.delay_arousal >= 0, "sequence.delay_* are seconds >= 0"),
+            (s.recordings >= 1, "sequence.recordings must be >= 1"),
+            (s.optimizer in ("rmsprop", "adam"), f"sequence.optimizer must be rmsprop or adam, got {s.optimizer!r}"),
+            (s.lr > 0 and s.l1 >= 0, "sequence.lr must be > 0 and sequence.l1 >= 0"),
         ]
         for ok, message in checks:
             if not ok:

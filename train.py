@@ -49,6 +49,7 @@ from runconfig import (
 )
 from training.distributed import Distributed
 from training.run_folder import RunFolder, RunLog
+from training.sequence_loop import train_sequences
 from training.stepper import ALNStepper
 from training.validation import Validator
 
@@ -272,6 +273,12 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(dump_yaml(cfg), end="")
         return 0
+    if cfg.system != "aln":   # a baseline of papers/: whole-recording sequences (training/sequence_loop.py)
+        try:
+            return train_sequences(cfg, ckpt)
+        except FloatingPointError as exc:
+            print(f"error: training diverged: {exc}; last.pt holds the last finite state", file=sys.stderr)
+            return 3
     trainer = Trainer(cfg, ckpt)
 
     def request_stop(signum, _frame):

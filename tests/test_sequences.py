@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+import train
 from baselines.pandit import (
     PanditCNN,
     PanditConfig,
@@ -16,6 +20,7 @@ from baselines.pandit import (
 from baselines.sequence_loss import masked_ccc, masked_ccc_loss
 from data.samples.sequences import INVALID, Sequence, collate_sequences, delay_labels
 from scoring.metrics import ccc
+from tests.train_helpers import TINY
 
 F = 6
 
@@ -120,3 +125,32 @@ def test_feature_attribution_sums_to_the_mean_output_and_renders(tmp_path):
     save_attribution_png(attribution, path, [f"AU{i}" for i in range(F)])
     assert path.stat().st_size > 1000
     assert d.filter_l1().item() == pytest.approx(d.conv.weight.abs().sum().item())
+
+
+PRESETS = sorted((Path(__file__).resolve().parents[1] / "configs" / "baselines").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
+def test_every_baseline_preset_trains_and_logs_validation_ccc(preset, demo_root, tmp_path):
+    demo = [o for o in TINY if o.startswith("data.demo.")]
+    run = tmp_path / preset.stem
+    assert train.main(["--config", str(preset), *demo, f"data.root={demo_root}", f"run.dir={run}",
+                       "train.max_steps=20", "train.eval_every=10"]) == 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in rows if "val/ccc_valence" in r]
+    assert [r["step"] for r in val] == [10, 20] and all(np.isfinite(r["val/ccc_arousal"]) for r in val)
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    assert ckpt["system"] == "pandit" and ckpt["step"] == 20
+    if "pandit_d" in preset.stem:   # trained as a linear B, evaluated and stored folded
+        assert "folded_d" in ckpt and "dense.weight" not in ckpt["folded_d"]
+
+
+def test_a_sequence_run_resumes_where_it_stopped(demo_root, tmp_path):
+    demo = [o for o in TINY if o.startswith("data.demo.")]
+    args = ["--config", str(PRESETS[1]), *demo, f"data.root={demo_root}", "train.eval_every=5"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert train.main([*args, f"run.dir={straight}", "train.max_steps=10"]) == 0
+    assert train.main([*args, f"run.dir={split}", "train.max_steps=5"]) == 0
+    assert train.main([*args, f"run.dir={split}", f"run.resume={split / 'last.pt'}", "train.max_steps=10"]) == 0
+    a, b = (torch.load(r / "last.pt", weights_only=True)["model"] for r in (straight, split))
+    assert all(torch.equal(a[k], b[k]) for k in a)
