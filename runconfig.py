@@ -85,7 +85,8 @@ SYSTEMS = ("aln", "pandit")
 class SequenceSection:
     """The sequence baselines' training (``system`` other than aln): whole recordings, 1 - CCC."""
 
-    features: str = "egemaps"      # per-frame input features: egemaps (the standardised audio descriptors)
+    features: str = "egemaps"      # per-frame inputs: egemaps (standardised audio descriptors) | aln (exported)
+    features_dir: str = ""         # features=aln: the folder of python -m training.export_features
     delay_valence: float = 0.0     # annotator-delay compensation in seconds (Pandit et al.: 2.8 on SEWA)
     delay_arousal: float = 0.0     # (Pandit et al.: 4.0 on SEWA)
     recordings: int = 8            # recordings per batch (whole sequences, padded)
@@ -122,7 +123,9 @@ class RunConfig:
         s = self.sequence
         checks += [
             (self.system in SYSTEMS, f"system must be one of {SYSTEMS}, got {self.system!r}"),
-            (s.features == "egemaps", f"sequence.features must be egemaps, got {s.features!r}"),
+            (s.features in ("egemaps", "aln"), f"sequence.features must be egemaps or aln, got {s.features!r}"),
+            (s.features != "aln" or bool(s.features_dir), "sequence.features=aln needs sequence.features_dir (the "
+             "folder written by python -m training.export_features)"),
             (s.delay_valence >= 0 and s.delay_arousal >= 0, "sequence.delay_* are seconds >= 0"),
             (s.recordings >= 1, "sequence.recordings must be >= 1"),
             (s.optimizer in ("rmsprop", "adam"), f"sequence.optimizer must be rmsprop or adam, got {s.optimizer!r}"),

@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,6 +25,7 @@ from tqdm import tqdm
 
 from baselines.pandit import PanditCNN, fold_b_into_d
 from baselines.sequence_loss import masked_ccc, masked_ccc_loss
+from data.errors import DataError
 from data.preprocess.audio import AudioStandardiser
 from data.samples.loaders import SplitData, load_split
 from data.samples.sequences import Sequence, collate_sequences, delay_labels
@@ -41,8 +43,22 @@ def sequences_of(split: SplitData, cfg: RunConfig) -> list[Sequence]:
     for record in split.records:
         delays = [round(cfg.sequence.delay_valence * record.fps), round(cfg.sequence.delay_arousal * record.fps)]
         labels = delay_labels(np.asarray(record.labels, np.float32), delays)
-        out.append(Sequence(record.name, split.audio[record.name].astype(np.float32), labels))
+        out.append(Sequence(record.name, _features(split, record.name, record.n_frames, cfg), labels))
     return out
+
+
+def _features(split: SplitData, name: str, n_frames: int, cfg: RunConfig) -> np.ndarray:
+    if cfg.sequence.features == "egemaps":
+        return split.audio[name].astype(np.float32)
+    path = Path(cfg.sequence.features_dir) / f"{name}.npy"
+    try:
+        table = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: no exported ALN features for {name} ({exc.__class__.__name__}); run "
+                        "python -m training.export_features --checkpoint CKPT --out DIR first") from exc
+    if table.ndim != 2 or len(table) != n_frames:
+        raise DataError(f"{path}: expected ({n_frames}, F) features, found {table.shape}")
+    return table.astype(np.float32)
 
 
 def build_model(cfg: RunConfig, n_features: int) -> torch.nn.Module:

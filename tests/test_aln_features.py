@@ -1,0 +1,51 @@
+"""Per-frame ALN features: their content, the export command, and a sequence baseline trained on them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import train
+from gan.features import frame_features
+from gan.models import ALN, ModelConfig
+from tests.train_helpers import TINY, _run
+from training.export_features import main as export_main
+
+PANDIT_B = Path(__file__).resolve().parents[1] / "configs" / "baselines" / "pandit_b.yaml"
+
+
+def test_features_are_pooled_z_audio_and_the_critics_last_map():
+    torch.manual_seed(0)
+    model = ALN(ModelConfig(variant="aeg_cd_sz", image_size=32, g_conv_dim=4, g_res_blocks=1, d_conv_dim=4), 10).eval()
+    face, audio = torch.rand(3, 3, 32, 32) * 2 - 1, torch.randn(3, 10)
+    feats = frame_features(model, face, audio)
+    _, z = model.restore(face)
+    assert feats.shape == (3, 16 + 10 + model.cd.blocks[-1][0].out_channels)
+    torch.testing.assert_close(feats[:, :16], z.mean(dim=(2, 3)))
+    torch.testing.assert_close(feats[:, 16:26], audio)
+    disc = ALN(ModelConfig(variant="disc", image_size=32, d_conv_dim=4), 0).eval()
+    assert frame_features(disc, face, None).shape == (3, disc.cd.blocks[-1][0].out_channels)
+
+
+def test_exported_features_train_a_sequence_baseline(demo_root, tmp_path):
+    run = tmp_path / "aln"
+    assert _run(demo_root, run, "train.max_steps=2", "train.eval_every=2") == 0
+    out = tmp_path / "features"
+    assert export_main(["--checkpoint", str(run / "last.pt"), "--out", str(out), f"data.root={demo_root}"]) == 0
+    info = json.loads((out / "features.json").read_text())
+    tables = sorted(out.glob("*.npy"))
+    assert len(tables) == 5 and info["width"] > 16   # 3 training and 2 validation demo videos
+    table = np.load(tables[0])
+    assert table.shape == (40, info["width"])          # one row per frame of the 40-frame demo videos
+    missing = [k for k in range(1, 41) if not (demo_root / "cropped_aligned" / tables[0].stem / f"{k:05d}.jpg").exists()]
+    assert all(not table[k - 1].any() for k in missing) and np.abs(table).sum(axis=1).astype(bool).sum() == 40 - len(missing)
+    seq = tmp_path / "pandit"
+    demo = [o for o in TINY if o.startswith("data.demo.")]
+    assert train.main(["--config", str(PANDIT_B), *demo, f"data.root={demo_root}", f"run.dir={seq}",
+                       "sequence.features=aln", f"sequence.features_dir={out}", "train.max_steps=20",
+                       "train.eval_every=10"]) == 0
+    rows = [json.loads(line) for line in (seq / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "val/ccc_valence" in r] == [10, 20]
