@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from baselines.pandit import PanditConfig
+from baselines.raju import RajuConfig
 from data.errors import DataError
 from data.samples.loaders import DataConfig
 from gan.checkpoint import CheckpointError
@@ -78,7 +79,7 @@ class TrainSection:
     stages: list[StageConfig] = field(default_factory=list)
 
 
-SYSTEMS = ("aln", "pandit")
+SYSTEMS = ("aln", "pandit", "raju")
 
 
 @dataclass
@@ -98,7 +99,7 @@ class SequenceSection:
 @dataclass
 class RunConfig:
     seed: int = 0
-    system: str = "aln"            # aln | pandit: ALN, or a baseline of papers/ trained by training/sequence_loop.py
+    system: str = "aln"            # aln | pandit | raju: ALN, or a baseline of papers/ (training/sequence_loop.py)
     run: RunSection = field(default_factory=RunSection)
     train: TrainSection = field(default_factory=TrainSection)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -106,6 +107,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     sequence: SequenceSection = field(default_factory=SequenceSection)
     pandit: PanditConfig = field(default_factory=PanditConfig)
+    raju: RajuConfig = field(default_factory=RajuConfig)
 
     def validate(self) -> None:
         """Range checks owned by each section; raise ConfigError with the offending key."""

@@ -1,4 +1,4 @@
-"""The training loop of the sequence baselines (``system: pandit``): whole recordings, 1 − CCC, same run folder.
+"""The training loop of the sequence baselines (``system: pandit | raju``): whole recordings, 1 − CCC, same run folder.
 
 Model D is trained as its linear model B and evaluated folded (papers/000 Eqs. 1-4); its checkpoints hold
 both (``model``: B, ``folded_d``: D).
@@ -24,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from baselines.pandit import PanditCNN, fold_b_into_d
+from baselines.raju import RajuRNN
 from baselines.sequence_loss import masked_ccc, masked_ccc_loss
 from data.errors import DataError
 from data.preprocess.audio import AudioStandardiser
@@ -62,14 +63,20 @@ def _features(split: SplitData, name: str, n_frames: int, cfg: RunConfig) -> np.
 
 
 def build_model(cfg: RunConfig, n_features: int) -> torch.nn.Module:
-    """The network trained: model D is trained as a linear model B and folded (checkpoints hold both)."""
-    pandit = cfg.pandit
-    if pandit.model == "D":
-        pandit = dataclasses.replace(pandit, model="B", activation="linear")
+    """The network of ``cfg.system``; Pandit's model D is trained as a linear model B and folded."""
     try:
+        if cfg.system == "raju":
+            return RajuRNN(cfg.raju, n_features)
+        pandit = cfg.pandit
+        if pandit.model == "D":
+            pandit = dataclasses.replace(pandit, model="B", activation="linear")
         return PanditCNN(pandit, n_features)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def _folds_into_d(cfg: RunConfig) -> bool:
+    return cfg.system == "pandit" and cfg.pandit.model == "D"
 
 
 def evaluate_sequences(model: torch.nn.Module, sequences: list[Sequence]) -> dict[str, float]:
@@ -102,7 +109,7 @@ def train_sequences(cfg: RunConfig, ckpt: dict | None) -> int:
     runlog = RunLog(folder.path, step if ckpt else None)
 
     def state() -> dict:
-        folded = {"folded_d": fold_b_into_d(model).state_dict()} if cfg.pandit.model == "D" else {}
+        folded = {"folded_d": fold_b_into_d(model).state_dict()} if _folds_into_d(cfg) else {}
         return {"step": step, "config": to_dict(cfg), "system": cfg.system, "model": model.state_dict(), **folded,
                 "opt": opt.state_dict(), "rng": rng_state(), "audio_stats": standardiser.state_dict(),
                 "best_score": best_score, "best_step": best_step, "n_features": train_seqs[0].features.shape[1]}
@@ -116,7 +123,7 @@ def train_sequences(cfg: RunConfig, ckpt: dict | None) -> int:
         batch = collate_sequences([train_seqs[i] for i in picks])
         model.train()
         loss = masked_ccc_loss(model(batch["features"], batch["mask"]), batch["labels"], batch["valid"])
-        if s.l1:
+        if s.l1 and cfg.system == "pandit":
             loss = loss + s.l1 * model.filter_l1()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -129,7 +136,7 @@ def train_sequences(cfg: RunConfig, ckpt: dict | None) -> int:
             runlog.scalars(step, {"loss": loss.item()})
         if step % t.eval_every == 0 or step == t.max_steps:
             model.eval()
-            values = evaluate_sequences(fold_b_into_d(model) if cfg.pandit.model == "D" else model, val_seqs)
+            values = evaluate_sequences(fold_b_into_d(model) if _folds_into_d(cfg) else model, val_seqs)
             runlog.scalars(step, values)
             score = float(np.mean(list(values.values())))
             if score > best_score and "val" not in cfg.data.train_splits:
