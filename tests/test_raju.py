@@ -7,7 +7,7 @@ import torch
 
 from baselines.raju import RajuConfig, RajuRNN
 from baselines.sequence_loss import masked_ccc_loss
-from tests.test_sequences import F, _batch
+from tests.test_sequences import F, _batch, fit
 
 
 @pytest.mark.parametrize("model", ["EAF", "AED", "EMAFN"])
@@ -37,15 +37,7 @@ def test_shapes_attention_and_padding(model):
 def test_a_few_steps_lower_the_loss(model):
     torch.manual_seed(0)
     net = RajuRNN(RajuConfig(model=model, hidden=12, streams=[3, 3]), F)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    batch = _batch(lengths=(30, 24, 28))
-    losses = []
-    for _ in range(40):
-        loss = masked_ccc_loss(net(batch["features"], batch["mask"]), batch["labels"], batch["valid"])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = fit(net, torch.optim.Adam(net.parameters(), lr=1e-2), _batch(lengths=(30, 24, 28)))
     assert losses[-1] < 0.8 * losses[0] and min(losses) == pytest.approx(min(losses[-5:]))
 
 
