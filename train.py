@@ -100,15 +100,14 @@ class Trainer:
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         torch.manual_seed(cfg.seed)
-        try:
-            shard = self.dist.shard(cfg.train.batch_size)
+        try:   # checked before any data is loaded; the stepper keeps this process's shard
+            self.dist.shard(cfg.train.batch_size)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         self.folder = RunFolder(cfg, resuming=ckpt is not None) if self.dist.is_main else None
         self.plan = plan_stages(cfg.train.stages, cfg.model.variant, cfg.train.max_steps)
         balance = self._load_data(ckpt)
         self.stepper = ALNStepper(cfg, cfg.data.audio.dim, balance, self.device, self.dist)
-        self.shard = shard
         self.step, self.best_score, self.best_step = 0, -float("inf"), -1
         self.stepper.build_stage(self.plan[ckpt.get("stage", 0)] if ckpt else self.plan[0])
         if ckpt:
@@ -210,7 +209,7 @@ class Trainer:
             log.info("checkpoint is already at step %d >= train.max_steps=%d; nothing to do", self.step, t.max_steps)
             return 0
         stream = iter(train_loader(self.train_set, t.batch_size, self.cfg.seed, self.step, self.cfg.data.num_workers,
-                                   pin_memory=self.device.type == "cuda", shard=self.shard))
+                                   pin_memory=self.device.type == "cuda", shard=self.stepper.shard))
         main = self.dist.is_main
         if self.step == self.stage.start and main:
             self.runlog.stage(self.step, self.stage)

@@ -92,7 +92,7 @@ class RunLog:
         if resume_step is not None and self.jsonl.exists():
             # drop entries written after the checkpoint we resume from: they will be written again
             # (a stage line at the resume step was written after that step's checkpoint: it comes again too)
-            kept = [ln for ln in self._whole_lines() if _kept_on_resume(json.loads(ln), resume_step)]
+            kept = [line for line, entry in self._whole_lines() if _kept_on_resume(entry, resume_step)]
             try:
                 replace_file(self.jsonl, "".join(ln + "\n" for ln in kept))
             except OSError as exc:
@@ -118,16 +118,14 @@ class RunLog:
                 for k, v in to_dict(getattr(cfg, section)).items() if isinstance(v, (int, float, str, bool))}
         self.writer.add_hparams({**flat, "seed": cfg.seed}, metrics, run_name="hparams", global_step=step)
 
-    def _whole_lines(self) -> list[str]:
-        """The parseable lines of metrics.jsonl; a torn line (a kill or a full disk mid-write) is dropped."""
+    def _whole_lines(self) -> list[tuple[str, dict]]:
+        """(line, parsed entry) of metrics.jsonl; a torn line (a kill or a full disk mid-write) is dropped."""
         lines, torn = [], 0
         for line in self.jsonl.read_text(errors="replace").splitlines():
             try:
-                json.loads(line)
+                lines.append((line, json.loads(line)))
             except ValueError:
                 torn += bool(line.strip())
-                continue
-            lines.append(line)
         if torn:
             log.warning("%s: dropped %d torn line(s) left by an interrupted write", self.jsonl, torn)
         return lines
