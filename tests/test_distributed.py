@@ -28,18 +28,43 @@ WEIGHTS, MOMENTS = 1e-5, 1e-4
 COMMON = [*TINY, "train.n_critic=2", "loss.gp_every=2", "train.eval_every=4", "train.lr_decay_from=1.0", "seed=7"]
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+#: loaded into every child process: records which rank renames a file into place or appends to a log
+RECORD_WRITES = """import os
+_replace, _open = os.replace, os.open
+def _log(path):
+    with open(os.environ["ALN_WRITE_LOG"], "a") as fh:
+        fh.write(os.environ.get("RANK", "single") + " " + str(path) + "\\n")
+def _recording_replace(src, dst, *args, **kwargs):
+    _log(dst)
+    return _replace(src, dst, *args, **kwargs)
+def _recording_open(path, flags, *args, **kwargs):
+    if flags & os.O_APPEND and str(path).endswith("metrics.jsonl"):
+        _log(path)
+    return _open(path, flags, *args, **kwargs)
+os.replace, os.open = _recording_replace, _recording_open
+"""
 
 
-def _train(demo_root: Path, run: Path, *extra: str, processes: int = 1) -> None:
+def _env(shim: Path | None = None, write_log: Path | None = None) -> dict[str, str]:
+    path = f"{shim}{os.pathsep}{REPO}" if shim else str(REPO)
+    extra = {"ALN_WRITE_LOG": str(write_log)} if write_log else {}
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path, **extra}
+
+
+def _train(demo_root: Path, run: Path, *extra: str, processes: int = 1, write_log: Path | None = None) -> None:
     args = [*COMMON, f"data.root={demo_root}", f"run.dir={run}", *extra]
     if processes > 1:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
                    "train.py", *args]
     else:
         command = [sys.executable, "train.py", "train.threads=1", *args]
-    result = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    shim = None
+    if write_log:
+        shim = write_log.parent / "shim"
+        shim.mkdir(exist_ok=True)
+        (shim / "sitecustomize.py").write_text(RECORD_WRITES)
+    result = subprocess.run(command, cwd=REPO, env=_env(shim, write_log), capture_output=True, text=True,
+                            timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
 
 
@@ -64,7 +89,7 @@ def one_and_two(demo_root, tmp_path_factory):
     """Four iterations (two G steps) in one process and in two, from the same seed and global batch."""
     base = tmp_path_factory.mktemp("ddp")
     _train(demo_root, base / "one", "train.max_steps=4")
-    _train(demo_root, base / "two", "train.max_steps=4", processes=2)
+    _train(demo_root, base / "two", "train.max_steps=4", processes=2, write_log=base / "writes.log")
     return base
 
 
@@ -85,6 +110,11 @@ def test_two_processes_reach_the_weights_of_one(one_and_two):
 
 def test_only_rank_zero_writes(one_and_two):
     two = one_and_two / "two"
+    # every checkpoint, config and log write into the run folder came from rank 0 (recorded in each process)
+    writes = [line.split(" ", 1) for line in (one_and_two / "writes.log").read_text().splitlines()]
+    into_run = [(rank, path) for rank, path in writes if path.startswith(str(two))]
+    assert {Path(p).name for _, p in into_run} >= {"last.pt", "best.pt", "config.yaml", "metrics.jsonl"}
+    assert {rank for rank, _ in into_run} == {"0"}
     assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in (one_and_two / "one").iterdir())
     # one TensorBoard writer (a second rank would add its own events file) and each log line once
     assert len(list((two / "tb").glob("events.out.tfevents.*"))) == 1
