@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from baselines.pandit import save_attribution_png
 from data.datasets.affwild2 import EDITIONS, find_annotation_dir
 from data.formats.abaw_submission import write_predictions
 from data.formats.official_outputs import (
@@ -66,6 +67,12 @@ from scoring.metrics import score_va
 from scoring.plots import markdown_table, plot_scatter, plot_traces
 from scoring.postprocess import PostProcessConfig, fit_chain
 from scoring.protocols import Recording, crop_or_pad, score_abaw, score_avec
+from training.sequence_inputs import (
+    attribution_maps,
+    feature_names,
+    predict_frames,
+    sequence_model_from_checkpoint,
+)
 
 log = logging.getLogger("evaluate")
 PROTOCOLS = ("avec2019", "abaw")
@@ -134,6 +141,54 @@ def _frame_predictions(model, cfg, split: str, standardiser, device, robustness:
     return data_split.records, preds, restoration
 
 
+def system_name(ckpt: dict) -> str:
+    """What a checkpoint holds: the ALN variant, or the sequence system and its model (e.g. ``pandit D``)."""
+    system = ckpt.get("system", "aln")
+    if system == "aln":
+        return checkpoint_variant(ckpt)
+    model = ckpt["config"].get(system, {}).get("model")
+    return f"{system} {model}" if model else system
+
+
+def _predictor(ckpt: dict, cfg, standardiser, device):
+    """``predict(split, robustness=False) -> (records, predictions, restoration)`` for the checkpoint's system.
+
+    ALN runs its test-time path on every usable frame; a sequence model (``training/sequence_inputs.py``) reads
+    whole recordings on the CPU and is sampled at the same frames, so both go through the same protocols."""
+    if ckpt.get("system", "aln") == "aln":
+        model = model_from_checkpoint(ckpt).to(device)
+        return lambda split, robustness=False: _frame_predictions(model, cfg, split, standardiser, device,
+                                                                  robustness)
+    return SequencePredictor(ckpt, cfg, standardiser)
+
+
+class SequencePredictor:
+    """The predictor of a sequence checkpoint; it keeps each split it read for the attribution maps."""
+
+    def __init__(self, ckpt: dict, cfg, standardiser):
+        _, self.model = sequence_model_from_checkpoint(ckpt)
+        self.cfg, self.standardiser, self.n_features = cfg, standardiser, int(ckpt["n_features"])
+        self.splits: dict[str, object] = {}
+
+    def __call__(self, split: str, robustness: bool = False) -> tuple[list, Predictions, dict]:
+        if split not in self.splits:
+            self.splits[split] = load_split(self.cfg.data, split, self.standardiser)[0]
+        data = self.splits[split]
+        return data.records, predict_frames(self.model, self.cfg, data), {}
+
+    def attribution_pngs(self, out: Path, split: str, label: str) -> list[Path]:
+        """Pandit et al.'s §5.1 heatmaps (PiYG, centred at 0) of a single-filter model, one per dimension."""
+        written = []
+        names = feature_names(self.cfg, self.n_features)
+        for dim, attribution in attribution_maps(self.model, self.cfg, self.splits[split]).items():
+            path = out / f"attribution_{dim}.png"
+            save_attribution_png(attribution, path, names,
+                                 title=f"{label}: {dim} attribution x·w + b/(F·T_F), mean over recordings")
+            np.save(out / f"attribution_{dim}.npy", attribution)
+            written.append(path)
+        return written
+
+
 def _by_video(preds: Predictions) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     videos = np.asarray(preds.videos)
     frames = np.asarray(preds.frames)
@@ -171,13 +226,13 @@ def _label_dir(cfg, split: str) -> Path:
     return ann_dir / EDITIONS[edition][1][split]
 
 
-def _postprocess(model, cfg, split: str, standardiser, device, protocol: str, tracks: list[Track]) -> dict:
+def _postprocess(predict, cfg, split: str, protocol: str, tracks: list[Track]) -> dict:
     """Fit the chain on the validation split (never on ``split``'s labels) and apply it to ``tracks``."""
     if split == "val" or (cfg.data.dataset == "sewa" and cfg.data.sewa.protocol == "avec"):
         log.warning("post-processing is fitted on the validation recordings and applied to them too (the %s "
                     "split has no other labelled validation data): an optimistic number, reported only for "
                     "comparison", cfg.data.dataset)
-    val_records, val_preds, _ = _frame_predictions(model, cfg, "val", standardiser, device)
+    val_records, val_preds, _ = predict("val")
     val_tracks = _tracks(protocol, cfg, val_records, val_preds)
     dims = tracks[0].dims
     train = np.concatenate([r.labels[r.frames - 1] for r in index_records(cfg.data, "train")])
@@ -200,17 +255,17 @@ def evaluate_checkpoint(path: str, ckpt: dict, args: argparse.Namespace, out: Pa
     split = args.split or ("test" if cfg.data.dataset == "sewa" else "val")
     protocol = args.protocol or ("avec2019" if cfg.data.dataset == "sewa" else "abaw")
     device = resolve_device(args.device)
-    model = model_from_checkpoint(ckpt).to(device)
     standardiser = AudioStandardiser.from_state_dict(ckpt["audio_stats"])
+    predict = _predictor(ckpt, cfg, standardiser, device)
     if split == "test" and cfg.data.dataset == "affwild2":
-        return _test_submission(path, ckpt, cfg, model, standardiser, device, out, label)
-    records, preds, restoration = _frame_predictions(model, cfg, split, standardiser, device, robustness=True)
+        return _test_submission(path, ckpt, cfg, predict, out, label)
+    records, preds, restoration = predict(split, robustness=True)
     tracks = _tracks(protocol, cfg, records, preds)
     unscored = sorted({r.name for r in records} - {t.name for t in tracks})
     if unscored:
         log.warning("%d video(s) have no frame with a face and no prediction; they are left out of the scores, "
                     "which are therefore not the official ones: %s", len(unscored), ", ".join(unscored[:5]))
-    post = _postprocess(model, cfg, split, standardiser, device, protocol, tracks) if args.postprocess else None
+    post = _postprocess(predict, cfg, split, protocol, tracks) if args.postprocess else None
 
     out = out or Path(path).parent / f"eval-{split}"
     out.mkdir(parents=True, exist_ok=True)
@@ -234,12 +289,13 @@ def evaluate_checkpoint(path: str, ckpt: dict, args: argparse.Namespace, out: Pa
                "views": {view: score_va(pred, preds.gold) for view, pred in preds.views().items()},
                "restoration": restoration, "videos": len(tracks),
                "videos_without_prediction": unscored, "split": split,
-               "checkpoint": str(path), "step": int(ckpt["step"]), "variant": checkpoint_variant(ckpt),
+               "checkpoint": str(path), "step": int(ckpt["step"]), "variant": system_name(ckpt),
                "dataset": cfg.data.dataset, "fold": cfg.data.fold if cfg.data.dataset == "sewa" else None,
                "optimistic": optimistic}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     _plots(out, tracks, args.max_trace_plots)
-    print(f"{label}: {checkpoint_variant(ckpt)} @ step {ckpt['step']} on {cfg.data.dataset}/{split}, {len(tracks)} "
+    attribution = predict.attribution_pngs(out, split, label) if isinstance(predict, SequencePredictor) else []
+    print(f"{label}: {system_name(ckpt)} @ step {ckpt['step']} on {cfg.data.dataset}/{split}, {len(tracks)} "
           f"recordings, protocol {protocol}")
     print(format_table(headline))
     if optimistic:
@@ -251,17 +307,18 @@ def evaluate_checkpoint(path: str, ckpt: dict, args: argparse.Namespace, out: Pa
                              ".2f"), end="")
     if post is not None:
         print("before post-processing:\n" + format_table(post["before"]))
+    if attribution:
+        print("feature attribution heatmaps: " + ", ".join(str(p) for p in attribution))
     return result
 
 
-def _test_submission(path: str, ckpt: dict, cfg, model, standardiser, device, out: Path | None,
-                     label: str) -> Evaluated:
+def _test_submission(path: str, ckpt: dict, cfg, predict, out: Path | None, label: str) -> Evaluated:
     """Aff-Wild2 test split (no labels): the submission in both ABAW layouts, every frame of every listed video.
 
     Frames without a face take the nearest predicted frame of the video (``data.formats.abaw_submission``);
     a listed video without a single face crop gets 0, 0 for every frame, with a warning naming it.
     """
-    records, preds, _ = _frame_predictions(model, cfg, "test", standardiser, device)
+    records, preds, _ = predict("test")
     by_video = _by_video(preds)
     faceless = [r.name for r in records if r.name not in by_video]
     if faceless:
@@ -276,10 +333,10 @@ def _test_submission(path: str, ckpt: dict, cfg, model, standardiser, device, ou
     metrics = {"split": "test", "labels": False, "videos": len(records), "frames": int(sum(n_frames.values())),
                "frames_with_a_face": int(len(preds.pred)), "videos_without_a_face": faceless,
                "submission": {"abaw2020": str(out / "abaw2020"), "abaw_later": str(single[0])},
-               "checkpoint": str(path), "step": int(ckpt["step"]), "variant": checkpoint_variant(ckpt),
+               "checkpoint": str(path), "step": int(ckpt["step"]), "variant": system_name(ckpt),
                "dataset": cfg.data.dataset}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    print(f"{label}: {checkpoint_variant(ckpt)} @ step {ckpt['step']} on {cfg.data.dataset}/test, {len(records)} "
+    print(f"{label}: {system_name(ckpt)} @ step {ckpt['step']} on {cfg.data.dataset}/test, {len(records)} "
           f"videos, {metrics['frames']} frames: the test split has no labels, so no scores")
     print(f"submission: {len(per_video)} per-video files in {out / 'abaw2020'} (ABAW 2020) and {single[0]} "
           "(later editions)")
@@ -350,7 +407,7 @@ def fold_rows(results: list[Evaluated]) -> tuple[list[dict], list[str]]:
 def evaluate_checkpoints(args: argparse.Namespace) -> list[Evaluated]:
     paths = args.checkpoint
     checkpoints = {p: load_checkpoint(p) for p in paths}  # read once; checked together before any work
-    shapes = {p: (checkpoint_variant(c), c["config"]["model"]["image_size"]) for p, c in checkpoints.items()}
+    shapes = {p: (system_name(c), c["config"]["model"]["image_size"]) for p, c in checkpoints.items()}
     if len(set(shapes.values())) > 1:
         listing = "; ".join(f"{p}: {v} at {s} px" for p, (v, s) in shapes.items())
         raise CheckpointError(f"checkpoints of one evaluation must share variant and image size ({listing})")

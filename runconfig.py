@@ -24,8 +24,10 @@ from typing import Any
 
 import yaml
 
+from baselines.aminbeidokhti import AminbeidokhtiConfig
 from baselines.pandit import PanditConfig
 from baselines.raju import RajuConfig
+from baselines.temporal_conv import TemporalConvConfig
 from data.errors import DataError
 from data.samples.loaders import DataConfig
 from gan.checkpoint import CheckpointError
@@ -79,7 +81,7 @@ class TrainSection:
     stages: list[StageConfig] = field(default_factory=list)
 
 
-SYSTEMS = ("aln", "pandit", "raju")
+SYSTEMS = ("aln", "pandit", "raju", "aminbeidokhti", "temporal_conv")
 
 
 @dataclass
@@ -88,6 +90,10 @@ class SequenceSection:
 
     features: str = "egemaps"      # per-frame inputs: egemaps (standardised audio descriptors) | aln (exported)
     features_dir: str = ""         # features=aln: the folder of python -m training.export_features
+    aln_checkpoint: str = ""       # features=aln: export from this ALN checkpoint into features_dir on the fly
+    maps: str = "none"             # per-frame maps for spatial attention: none | faces (crops at face_size px)
+    face_size: int = 32
+    chunk: int = 0                 # train on a random chunk of at most this many steps per recording; 0 = whole
     delay_valence: float = 0.0     # annotator-delay compensation in seconds (Pandit et al.: 2.8 on SEWA)
     delay_arousal: float = 0.0     # (Pandit et al.: 4.0 on SEWA)
     recordings: int = 8            # recordings per batch (whole sequences, padded)
@@ -99,7 +105,8 @@ class SequenceSection:
 @dataclass
 class RunConfig:
     seed: int = 0
-    system: str = "aln"            # aln | pandit | raju: ALN, or a baseline of papers/ (training/sequence_loop.py)
+    system: str = "aln"            # aln, or a sequence model (training/sequence_loop.py): a baseline of papers/
+    #                                (pandit | raju | aminbeidokhti) or ALN-T's head (temporal_conv)
     run: RunSection = field(default_factory=RunSection)
     train: TrainSection = field(default_factory=TrainSection)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -108,6 +115,8 @@ class RunConfig:
     sequence: SequenceSection = field(default_factory=SequenceSection)
     pandit: PanditConfig = field(default_factory=PanditConfig)
     raju: RajuConfig = field(default_factory=RajuConfig)
+    aminbeidokhti: AminbeidokhtiConfig = field(default_factory=AminbeidokhtiConfig)
+    temporal_conv: TemporalConvConfig = field(default_factory=TemporalConvConfig)
 
     def validate(self) -> None:
         """Range checks owned by each section; raise ConfigError with the offending key."""
@@ -130,6 +139,8 @@ class RunConfig:
              "folder written by python -m training.export_features)"),
             (s.delay_valence >= 0 and s.delay_arousal >= 0, "sequence.delay_* are seconds >= 0"),
             (s.recordings >= 1, "sequence.recordings must be >= 1"),
+            (s.maps in ("none", "faces"), f"sequence.maps must be none or faces, got {s.maps!r}"),
+            (s.face_size >= 8 and s.chunk >= 0, "sequence.face_size must be >= 8 and sequence.chunk >= 0"),
             (s.optimizer in ("rmsprop", "adam"), f"sequence.optimizer must be rmsprop or adam, got {s.optimizer!r}"),
             (s.lr > 0 and s.l1 >= 0, "sequence.lr must be > 0 and sequence.l1 >= 0"),
         ]

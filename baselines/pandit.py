@@ -88,7 +88,8 @@ class PanditCNN(nn.Module):
         # time-distributed dense on one channel per dimension: a scale and an offset each (A, B, E)
         self.dense = nn.Conv1d(n_outputs, n_outputs, 1, groups=n_outputs) if cfg.model in ("A", "B", "E") else None
 
-    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None,
+                maps: torch.Tensor | None = None) -> torch.Tensor:
         x = features.index_select(-1, self.feature_index)
         if mask is not None:
             x = x * mask[..., None].to(x.dtype)   # padded steps contribute nothing to real steps

@@ -113,7 +113,8 @@ class RajuRNN(nn.Module):
         self.decoder = AttentiveDecoder(2 * cfg.hidden, cfg.hidden, n_outputs) if cfg.model != "EAF" else None
         self.head = nn.Linear(2 * cfg.hidden, n_outputs) if cfg.model == "EAF" else None
 
-    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None,
+                maps: torch.Tensor | None = None) -> torch.Tensor:
         b, steps, _ = features.shape
         mask = mask if mask is not None else torch.ones(b, steps, dtype=torch.bool, device=features.device)
         x = features * mask[..., None].to(features.dtype)

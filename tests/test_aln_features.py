@@ -23,11 +23,13 @@ def test_features_are_pooled_z_audio_and_the_critics_last_map():
     face, audio = torch.rand(3, 3, 32, 32) * 2 - 1, torch.randn(3, 10)
     feats = frame_features(model, face, audio)
     _, z = model.restore(face)
-    assert feats.shape == (3, 16 + 10 + model.cd.blocks[-1][0].out_channels)
+    width = model.cd.blocks[-1][0].out_channels
+    assert feats.shape == (3, 16 + 10 + width + 2)
     torch.testing.assert_close(feats[:, :16], z.mean(dim=(2, 3)))
     torch.testing.assert_close(feats[:, 16:26], audio)
+    torch.testing.assert_close(feats[:, -2:], model.critic(model.restore(face)[0], z, audio)[1])   # ALN's V/A
     disc = ALN(ModelConfig(variant="disc", image_size=32, d_conv_dim=4), 0).eval()
-    assert frame_features(disc, face, None).shape == (3, disc.cd.blocks[-1][0].out_channels)
+    assert frame_features(disc, face, None).shape == (3, disc.cd.blocks[-1][0].out_channels + 2)
 
 
 def test_exported_features_train_a_sequence_baseline(demo_root, tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 import train
 from baselines.pandit import (
@@ -20,7 +21,7 @@ from baselines.pandit import (
 from baselines.sequence_loss import masked_ccc, masked_ccc_loss
 from data.samples.sequences import INVALID, Sequence, collate_sequences, delay_labels
 from scoring.metrics import ccc
-from tests.train_helpers import TINY
+from tests.train_helpers import TINY, _run
 
 F = 6
 
@@ -134,17 +135,29 @@ def test_feature_attribution_sums_to_the_mean_output_and_renders(tmp_path):
 PRESETS = sorted((Path(__file__).resolve().parents[1] / "configs" / "baselines").glob("*.yaml"))
 
 
+@pytest.fixture(scope="module")
+def tiny_aln(demo_root, tmp_path_factory) -> Path:
+    """A 2-step ALN checkpoint on the tiny demo: the documented first step of ALN-T (configs/baselines/aln_t.yaml)."""
+    run = tmp_path_factory.mktemp("aln")
+    assert _run(demo_root, run, "train.max_steps=2", "train.eval_every=2") == 0
+    return run / "last.pt"
+
+
 @pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
-def test_every_baseline_preset_trains_and_logs_validation_ccc(preset, demo_root, tmp_path):
+def test_every_baseline_preset_trains_and_logs_validation_ccc(preset, demo_root, tmp_path, request):
     demo = [o for o in TINY if o.startswith("data.demo.")]
     run = tmp_path / preset.stem
+    cfg = yaml.safe_load(preset.read_text())
+    if cfg["sequence"].get("aln_checkpoint"):   # ALN-T: export the ALN features on the fly from a trained ALN
+        demo += [f"sequence.aln_checkpoint={request.getfixturevalue('tiny_aln')}",
+                 f"sequence.features_dir={tmp_path / 'features'}"]
     assert train.main(["--config", str(preset), *demo, f"data.root={demo_root}", f"run.dir={run}",
                        "train.max_steps=20", "train.eval_every=10"]) == 0
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     val = [r for r in rows if "val/ccc_valence" in r]
     assert [r["step"] for r in val] == [10, 20] and all(np.isfinite(r["val/ccc_arousal"]) for r in val)
     ckpt = torch.load(run / "last.pt", weights_only=True)
-    assert ckpt["system"] == preset.stem.split("_")[0] and ckpt["step"] == 20
+    assert ckpt["system"] == cfg["system"] and ckpt["step"] == 20
     if "pandit_d" in preset.stem:   # trained as a linear B, evaluated and stored folded
         assert "folded_d" in ckpt and "dense.weight" not in ckpt["folded_d"]
 

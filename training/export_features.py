@@ -4,7 +4,7 @@
 
 Writes ``FEATURES_DIR/<recording>.npy`` (frames × features, float32; frame k on row k-1) for the training and
 validation splits of the checkpoint's data (``gan.features.frame_features``: pooled z, the audio vector, the CD's
-pooled last activations), and ``FEATURES_DIR/features.json`` (the checkpoint, its step and the feature
+pooled last activations, ALN's V/A), and ``FEATURES_DIR/features.json`` (the checkpoint, its step and the feature
 width). Every frame with a face crop gets features, whatever its label; frames without one stay at zero, as frames
 without audio do.
 A sequence preset then reads them with ``sequence.features=aln sequence.features_dir=FEATURES_DIR``.
@@ -21,17 +21,22 @@ from pathlib import Path
 import numpy as np
 
 from data.preprocess.audio import AudioStandardiser
-from data.samples.loaders import SplitData, build_dataset, eval_loader, load_split
+from data.samples.loaders import DataConfig, SplitData, build_dataset, eval_loader, load_split
 from gan.checkpoint import load_checkpoint, model_from_checkpoint
-from gan.features import frame_features
+from gan.features import LAYOUT, frame_features
 from runconfig import ConfigError, build_config, resolve_device, run_cli
 
 
-def export(checkpoint: str, out: Path, overrides: list[str], device_name: str = "auto") -> dict:
+def export(checkpoint: str, out: Path, overrides: list[str], device_name: str = "auto",
+           data_cfg: DataConfig | None = None) -> dict:
+    """Export the features of the training and validation recordings of ``data_cfg`` (default: the checkpoint's
+    data section with ``overrides``)."""
     ckpt = load_checkpoint(checkpoint)
     if any(not o.startswith("data.") for o in overrides):
         raise ConfigError("export_features takes only data.* overrides (the model comes from the checkpoint)")
     cfg = build_config(ckpt["config"], overrides)
+    if data_cfg is not None:
+        cfg = dataclasses.replace(cfg, data=data_cfg)
     device = resolve_device(device_name)
     model = model_from_checkpoint(ckpt).to(device).eval()
     standardiser = AudioStandardiser.from_state_dict(ckpt["audio_stats"])
@@ -57,7 +62,7 @@ def export(checkpoint: str, out: Path, overrides: list[str], device_name: str = 
             for frame, row in found:
                 table[frame - 1] = row
             np.save(out / f"{record.name}.npy", table)
-    info = {"checkpoint": str(checkpoint), "step": int(ckpt["step"]), "width": width}
+    info = {"checkpoint": str(checkpoint), "step": int(ckpt["step"]), "width": width, "layout": LAYOUT}
     (out / "features.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
 

@@ -16,8 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
+
+from data.datasets.affwild2 import VideoRecord
+from data.samples.dataset import read_rgb
 
 INVALID = -5.0
 
@@ -29,11 +33,14 @@ class Sequence:
     name: str
     features: np.ndarray
     labels: np.ndarray
+    maps: np.ndarray | None = None     # (T, C, H, W) per-frame maps (face crops) for the spatial-attention models
 
     def __post_init__(self) -> None:
         if self.features.ndim != 2 or self.labels.ndim != 2 or len(self.features) != len(self.labels):
             raise ValueError(f"{self.name}: features {self.features.shape} and labels {self.labels.shape} must be "
                              "(T, F) and (T, D) of one length")
+        if self.maps is not None and (self.maps.ndim != 4 or len(self.maps) != len(self.labels)):
+            raise ValueError(f"{self.name}: maps {self.maps.shape} must be (T, C, H, W) with T = {len(self.labels)}")
 
     def __len__(self) -> int:
         return len(self.features)
@@ -53,7 +60,8 @@ def delay_labels(labels: np.ndarray, delays_steps: list[int]) -> np.ndarray:
 
 def collate_sequences(sequences: list[Sequence]) -> dict[str, torch.Tensor | list[str]]:
     """Pad to the longest recording: ``features`` (B, T, F), ``labels`` (B, T, D), ``mask`` (B, T) of real
-    steps, ``valid`` (B, T, D) of real steps with a valid label, and the ``names``."""
+    steps, ``valid`` (B, T, D) of real steps with a valid label, the ``names``, and ``maps`` (B, T, C, H, W)
+    when the sequences carry them (else None)."""
     if not sequences:
         raise ValueError("no sequences to batch")
     length = max(len(s) for s in sequences)
@@ -66,5 +74,23 @@ def collate_sequences(sequences: list[Sequence]) -> dict[str, torch.Tensor | lis
         labels[i, :len(s)] = torch.from_numpy(np.asarray(s.labels, np.float32))
         mask[i, :len(s)] = True
     valid = mask[..., None] & (labels > INVALID + 0.5) & (labels.abs() <= 1.0)
-    return {"features": features, "labels": labels, "mask": mask, "valid": valid,
+    maps = None
+    if sequences[0].maps is not None:
+        maps = torch.zeros(len(sequences), length, *sequences[0].maps.shape[1:])
+        for i, s in enumerate(sequences):
+            maps[i, :len(s)] = torch.from_numpy(np.asarray(s.maps, np.float32))
+    return {"features": features, "labels": labels, "mask": mask, "valid": valid, "maps": maps,
             "names": [s.name for s in sequences]}
+
+
+def face_maps(record: VideoRecord, size: int) -> np.ndarray:
+    """(T, 3, size, size) float16 face crops in [-1, 1] of every frame, frame k on row k-1; frames without a crop
+    stay 0. Decoded by the sample contract's reader, so a corrupt crop is a DataError naming the file; float16
+    keeps a demo split's faces at 32 px in a few MB."""
+    out = np.zeros((record.n_frames, 3, size, size), np.float16)
+    for k in range(1, record.n_frames + 1):
+        path = record.image_path(k)
+        if path.is_file():
+            image = cv2.resize(read_rgb(path), (size, size), interpolation=cv2.INTER_AREA)
+            out[k - 1] = image.transpose(2, 0, 1).astype(np.float32) / 127.5 - 1.0
+    return out

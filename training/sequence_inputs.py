@@ -1,0 +1,185 @@
+"""What the sequence models read and how they are built: per-recording inputs, models, per-frame predictions.
+
+Shared by the training loop (``training/sequence_loop.py``) and ``evaluate.py``, so a checkpoint is scored on
+exactly the inputs it was trained on. A recording's inputs are its per-frame features (``sequence.features``:
+the standardised eGeMAPS descriptors pooled to the frame hop, or ALN features exported from a checkpoint) and,
+for the spatial-attention models, its face crops (``sequence.maps=faces``). Labels are shifted earlier by the
+annotator delays for training; predictions are shifted back for scoring (:func:`predict_frames`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from baselines.aminbeidokhti import AugmentedEnsemble, TemporalAttentionNet
+from baselines.pandit import PanditCNN, feature_attribution, fold_b_into_d
+from baselines.raju import RajuRNN
+from baselines.temporal_conv import TemporalConvNet
+from data.errors import DataError
+from data.preprocess.audio import lld_names
+from data.samples.loaders import SplitData
+from data.samples.sequences import Sequence, collate_sequences, delay_labels, face_maps
+from gan.checkpoint import CheckpointError, load_checkpoint
+from gan.evaluation import Predictions
+from gan.features import LAYOUT
+from runconfig import ConfigError, RunConfig, build_config
+from training.export_features import export
+
+log = logging.getLogger(__name__)
+
+
+def delays_in_steps(cfg: RunConfig, fps: float) -> list[int]:
+    return [round(cfg.sequence.delay_valence * fps), round(cfg.sequence.delay_arousal * fps)]
+
+
+def sequences_of(split: SplitData, cfg: RunConfig) -> list[Sequence]:
+    """One sequence per recording: its per-frame features, its labels delayed per dimension, its face maps."""
+    ensure_aln_features(cfg)
+    out = []
+    for record in split.records:
+        labels = delay_labels(np.asarray(record.labels, np.float32), delays_in_steps(cfg, record.fps))
+        maps = face_maps(record, cfg.sequence.face_size) if cfg.sequence.maps == "faces" else None
+        out.append(Sequence(record.name, _features(split, record.name, record.n_frames, cfg), labels, maps))
+    return out
+
+
+def ensure_aln_features(cfg: RunConfig) -> None:
+    """With ``sequence.aln_checkpoint``, export its features into ``features_dir`` unless they are there already
+    (``features.json`` names the same checkpoint, step and layout): the documented first step, done on the fly."""
+    s = cfg.sequence
+    if s.features != "aln" or not s.aln_checkpoint:
+        return
+    out, info_path = Path(s.features_dir), Path(s.features_dir) / "features.json"
+    try:
+        ckpt_step = int(load_checkpoint(s.aln_checkpoint)["step"])
+    except CheckpointError as exc:
+        raise ConfigError(f"sequence.aln_checkpoint: {exc}; ALN-T reads a trained ALN: run python train.py "
+                          "first (its best.pt), or point sequence.aln_checkpoint at one") from None
+    if info_path.is_file():
+        info = json.loads(info_path.read_text())
+        if (info.get("checkpoint"), info.get("step"), info.get("layout")) == (str(s.aln_checkpoint), ckpt_step, LAYOUT):
+            return
+    log.info("exporting ALN features of %s (step %d) into %s", s.aln_checkpoint, ckpt_step, out)
+    export(s.aln_checkpoint, out, [], data_cfg=cfg.data)
+
+
+def _features(split: SplitData, name: str, n_frames: int, cfg: RunConfig) -> np.ndarray:
+    if cfg.sequence.features == "egemaps":
+        return split.audio[name].astype(np.float32)
+    path = Path(cfg.sequence.features_dir) / f"{name}.npy"
+    try:
+        table = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: no exported ALN features for {name} ({exc.__class__.__name__}); run "
+                        "python -m training.export_features --checkpoint CKPT --out DIR first, or set "
+                        "sequence.aln_checkpoint") from exc
+    if table.ndim != 2 or len(table) != n_frames:
+        raise DataError(f"{path}: expected ({n_frames}, F) features, found {table.shape}")
+    return table.astype(np.float32)
+
+
+def build_model(cfg: RunConfig, n_features: int, map_channels: int | None = None) -> torch.nn.Module:
+    """The network of ``cfg.system``; Pandit's model D is trained as a linear model B and folded."""
+    try:
+        if cfg.system == "raju":
+            return RajuRNN(cfg.raju, n_features)
+        if cfg.system == "temporal_conv":
+            return TemporalConvNet(cfg.temporal_conv, n_features)
+        if cfg.system == "aminbeidokhti":
+            a = cfg.aminbeidokhti
+            a.validate(n_features, map_channels is not None)
+            if a.model == "temporal_attention":
+                return TemporalAttentionNet(a, map_channels)
+            return AugmentedEnsemble(a, n_features, map_channels)
+        pandit = cfg.pandit
+        if pandit.model == "D":
+            pandit = dataclasses.replace(pandit, model="B", activation="linear")
+        return PanditCNN(pandit, n_features)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def folds_into_d(cfg: RunConfig) -> bool:
+    return cfg.system == "pandit" and cfg.pandit.model == "D"
+
+
+def scoring_model(cfg: RunConfig, model: torch.nn.Module) -> torch.nn.Module:
+    """The model that predicts: the folded D for Pandit's model D, else the trained one."""
+    return fold_b_into_d(model) if folds_into_d(cfg) else model
+
+
+def sequence_model_from_checkpoint(ckpt: dict) -> tuple[RunConfig, torch.nn.Module]:
+    """The config and the predicting model of a sequence checkpoint (``system`` other than aln)."""
+    cfg = build_config(ckpt["config"], [])
+    model = build_model(cfg, int(ckpt["n_features"]), ckpt.get("map_channels"))
+    model.load_state_dict(ckpt["model"])
+    return cfg, scoring_model(cfg, model).eval()
+
+
+def run_model(model: torch.nn.Module, batch: dict) -> torch.Tensor:
+    return model(batch["features"], batch["mask"], maps=batch["maps"])
+
+
+@torch.no_grad()
+def predict_sequences(model: torch.nn.Module, sequences: list[Sequence], batch_size: int) -> list[np.ndarray]:
+    """(T, D) outputs per recording, ``batch_size`` recordings at a time (output t answers the delayed label t)."""
+    model.eval()
+    out = []
+    for i in range(0, len(sequences), batch_size):
+        chunk = sequences[i:i + batch_size]
+        pred = run_model(model, collate_sequences(chunk))
+        out += [pred[j, :len(s)].numpy() for j, s in enumerate(chunk)]
+    return out
+
+
+def undelay(pred: np.ndarray, delays: list[int]) -> np.ndarray:
+    """Predictions aligned with the undelayed labels: frame t takes output t − delay (the first one before it)."""
+    out = np.empty_like(pred)
+    for d, shift in enumerate(delays):
+        out[:, d] = pred[np.clip(np.arange(len(pred)) - shift, 0, len(pred) - 1), d]
+    return out
+
+
+def feature_names(cfg: RunConfig, width: int) -> list[str]:
+    """Names of the input columns for plots: eGeMAPS LLD names per LLD frame, else the column index."""
+    if cfg.sequence.features == "egemaps":
+        names = lld_names()
+        frames = width // len(names)
+        if frames * len(names) == width:
+            return [f"{n} +{10 * k} ms" if frames > 1 else n for k in range(frames) for n in names]
+    return [f"feature {i}" for i in range(width)]
+
+
+def attribution_maps(model: torch.nn.Module, cfg: RunConfig, split: SplitData) -> dict[str, np.ndarray]:
+    """Pandit et al.'s §5.1 attribution (x·w + b/(F·T_F)) per dimension, averaged over the split's recordings
+    that are at least one filter long; only for single-filter models without a dense layer (C, and B folded
+    into D)."""
+    if not (isinstance(model, PanditCNN) and model.dense is None and model.cfg.model in ("C", "D")):
+        return {}
+    sequences = [s for s in sequences_of(split, cfg) if len(s) >= model.cfg.kernel]
+    if not sequences:
+        log.warning("no recording is as long as the filter (%d steps): no attribution map", model.cfg.kernel)
+        return {}
+    return {dim: np.mean([feature_attribution(model, s.features, d) for s in sequences], axis=0)
+            for d, dim in enumerate(("valence", "arousal"))}
+
+
+def predict_frames(model: torch.nn.Module, cfg: RunConfig, split: SplitData) -> Predictions:
+    """Per-frame predictions at every usable frame of the split, in the layout of ALN's inference: the same
+    protocols, files and scorers then apply to a sequence model."""
+    sequences = sequences_of(split, cfg)
+    outputs = predict_sequences(model, sequences, cfg.sequence.recordings)
+    preds, gold, videos, frames = [], [], [], []
+    for record, pred in zip(split.records, outputs, strict=True):
+        aligned = undelay(pred, delays_in_steps(cfg, record.fps))
+        preds.append(aligned[record.frames - 1])
+        gold.append(np.asarray(record.labels, np.float32)[record.frames - 1])
+        videos += [record.name] * len(record.frames)
+        frames += [int(f) for f in record.frames]
+    return Predictions(np.concatenate(preds), np.concatenate(gold), videos, frames)
