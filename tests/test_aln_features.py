@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
+import yaml
 
 import train
 from gan.features import frame_features
 from gan.models import ALN, ModelConfig
+from runconfig import ConfigError, build_config
 from tests.train_helpers import TINY, _run
 from training.export_features import main as export_main
+from training.sequence_inputs import ensure_aln_features
 
 PANDIT_B = Path(__file__).resolve().parents[1] / "configs" / "baselines" / "pandit_b.yaml"
+ALN_T = PANDIT_B.with_name("aln_t.yaml")
 
 
 def test_features_are_pooled_z_audio_and_the_critics_last_map():
@@ -51,3 +57,23 @@ def test_exported_features_train_a_sequence_baseline(demo_root, tmp_path):
                        "train.eval_every=10"]) == 0
     rows = [json.loads(line) for line in (seq / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "val/ccc_valence" in r] == [10, 20]
+
+
+def test_aln_t_exports_features_on_the_fly_once_per_checkpoint(demo_root, tmp_path, caplog):
+    run = tmp_path / "aln"
+    assert _run(demo_root, run, "train.max_steps=2", "train.eval_every=2") == 0
+    cfg = build_config(yaml.safe_load(ALN_T.read_text()), [f"data.root={demo_root}", *[
+        o for o in TINY if o.startswith("data.demo.")], f"sequence.aln_checkpoint={run / 'last.pt'}",
+        f"sequence.features_dir={tmp_path / 'features'}"])
+    info = tmp_path / "features" / "features.json"
+    ensure_aln_features(cfg)
+    first = info.stat().st_mtime_ns
+    assert json.loads(info.read_text())["layout"] == "z|audio|cd|va"
+    ensure_aln_features(cfg)
+    assert info.stat().st_mtime_ns == first                       # same checkpoint: the cache is used
+    os.utime(run / "last.pt", ns=(first + 10**9, first + 10**9))   # retrained in place: exported again
+    ensure_aln_features(cfg)
+    assert info.stat().st_mtime_ns != first
+    missing = build_config(yaml.safe_load(ALN_T.read_text()), [f"sequence.aln_checkpoint={tmp_path / 'none.pt'}"])
+    with pytest.raises(ConfigError, match="run python train.py first"):
+        ensure_aln_features(missing)

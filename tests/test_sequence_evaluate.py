@@ -15,8 +15,8 @@ import train
 from data.preprocess.audio import AudioStandardiser
 from data.samples.loaders import load_split
 from scoring.metrics import ccc
-from training.sequence_inputs import predict_sequences, sequence_model_from_checkpoint, sequences_of, undelay
 from tests.train_helpers import TINY
+from training.sequence_inputs import predict_sequences, sequence_model_from_checkpoint, sequences_of, undelay
 
 PRESETS = Path(__file__).resolve().parents[1] / "configs" / "baselines"
 

@@ -27,6 +27,13 @@ from gan.features import LAYOUT, frame_features
 from runconfig import ConfigError, build_config, resolve_device, run_cli
 
 
+def checkpoint_fingerprint(path: str | Path) -> str:
+    """Size and modification time of the checkpoint file: a retrained checkpoint at the same path and step
+    is not served stale features."""
+    stat = Path(path).stat()
+    return f"{stat.st_size}-{stat.st_mtime_ns}"
+
+
 def export(checkpoint: str, out: Path, overrides: list[str], device_name: str = "auto",
            data_cfg: DataConfig | None = None) -> dict:
     """Export the features of the training and validation recordings of ``data_cfg`` (default: the checkpoint's
@@ -62,7 +69,8 @@ def export(checkpoint: str, out: Path, overrides: list[str], device_name: str = 
             for frame, row in found:
                 table[frame - 1] = row
             np.save(out / f"{record.name}.npy", table)
-    info = {"checkpoint": str(checkpoint), "step": int(ckpt["step"]), "width": width, "layout": LAYOUT}
+    info = {"checkpoint": str(checkpoint), "step": int(ckpt["step"]), "width": width, "layout": LAYOUT,
+            "fingerprint": checkpoint_fingerprint(checkpoint)}
     (out / "features.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
 

@@ -29,7 +29,7 @@ from gan.checkpoint import CheckpointError, load_checkpoint
 from gan.evaluation import Predictions
 from gan.features import LAYOUT
 from runconfig import ConfigError, RunConfig, build_config
-from training.export_features import export
+from training.export_features import checkpoint_fingerprint, export
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def sequences_of(split: SplitData, cfg: RunConfig) -> list[Sequence]:
 
 def ensure_aln_features(cfg: RunConfig) -> None:
     """With ``sequence.aln_checkpoint``, export its features into ``features_dir`` unless they are there already
-    (``features.json`` names the same checkpoint, step and layout): the documented first step, done on the fly."""
+    (``features.json`` names the same checkpoint file, step and layout): the documented first step, done on the fly."""
     s = cfg.sequence
     if s.features != "aln" or not s.aln_checkpoint:
         return
@@ -63,7 +63,8 @@ def ensure_aln_features(cfg: RunConfig) -> None:
                           "first (its best.pt), or point sequence.aln_checkpoint at one") from None
     if info_path.is_file():
         info = json.loads(info_path.read_text())
-        if (info.get("checkpoint"), info.get("step"), info.get("layout")) == (str(s.aln_checkpoint), ckpt_step, LAYOUT):
+        current = (str(s.aln_checkpoint), ckpt_step, LAYOUT, checkpoint_fingerprint(s.aln_checkpoint))
+        if (info.get("checkpoint"), info.get("step"), info.get("layout"), info.get("fingerprint")) == current:
             return
     log.info("exporting ALN features of %s (step %d) into %s", s.aln_checkpoint, ckpt_step, out)
     export(s.aln_checkpoint, out, [], data_cfg=cfg.data)

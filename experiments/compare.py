@@ -1,0 +1,146 @@
+"""Every system of papers/ on the same data, scored by the same protocol: one markdown table.
+
+    python experiments/compare.py                 # train what is missing, score everything, write the table
+    python experiments/compare.py --retrain       # train every system afresh
+    python experiments/compare.py --systems aln,aln_t,pandit_d
+
+Each row is ALN or a preset of ``configs/baselines/``: trained by ``python train.py --config PRESET`` (skipped
+when its run folder already holds a finished ``last.pt``) and scored by ``python evaluate.py --checkpoint
+RUN/last.pt`` with the dataset's official protocol (the demo: ABAW's, over the concatenated frames of the
+validation videos). ``last.pt`` (fixed steps), not ``best.pt``: a checkpoint selected on the validation split
+and scored on it would be optimistic. Every number of the table comes from the ``metrics.json`` of the
+command in its row; the table goes to ``docs/comparison.md`` (``--out``) and is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from scoring.plots import markdown_table  # noqa: E402  (after the path set-up, as the other experiments)
+
+
+@dataclass
+class System:
+    name: str
+    paper: str
+    inputs: str
+    preset: str          # path relative to the repository
+
+    def config(self) -> dict:
+        return yaml.safe_load((REPO / self.preset).read_text())
+
+    def run_dir(self) -> Path:
+        return REPO / self.config()["run"]["dir"]
+
+    def max_steps(self) -> int:
+        return int(self.config()["train"]["max_steps"])
+
+    def train_command(self) -> list[str]:
+        return ["python", "train.py"] + ([] if self.preset == "configs/demo.yaml" else ["--config", self.preset])
+
+
+SYSTEMS = [
+    System("aln", "004 (ALN, per frame)", "faces + eGeMAPS", "configs/demo.yaml"),
+    System("aln_t", "004 §V (ALN-T, ours)", "ALN features", "configs/baselines/aln_t.yaml"),
+    *[System(f"pandit_{m}", "000/001 (Pandit " + m.upper() + ")", "eGeMAPS" + (" subset" if m == "e" else ""),
+             f"configs/baselines/pandit_{m}.yaml") for m in "abcde"],
+    *[System(f"raju_{m}", f"002 (Raju {m.upper()})", "eGeMAPS", f"configs/baselines/raju_{m}.yaml")
+      for m in ("eaf", "aed", "emafn")],
+    System("temporal_attention", "003 ch. 2 (Aminbeidokhti)", "faces", "configs/baselines/temporal_attention.yaml"),
+    System("augmented_ensemble", "003 ch. 3 (Aminbeidokhti)", "faces + eGeMAPS",
+           "configs/baselines/augmented_ensemble.yaml"),
+]
+
+
+def finished(system: System) -> bool:
+    """The run folder holds a ``last.pt`` of the preset as it is now (any other setting: train again)."""
+    import torch
+
+    from runconfig import to_dict
+    from train import load_config
+
+    last = system.run_dir() / "last.pt"
+    if not last.is_file():
+        return False
+    ckpt = torch.load(last, map_location="cpu", weights_only=True)
+    now = {k: v for k, v in to_dict(load_config(str(REPO / system.preset), [])).items() if k != "run"}
+    then = {k: v for k, v in ckpt["config"].items() if k != "run"}
+    if now != then:
+        print(f"{system.name}: {last} was trained with other settings than {system.preset}; training again")
+        return False
+    return int(ckpt["step"]) >= system.max_steps()
+
+
+def run(command: list[str], log: Path) -> None:
+    print("$ " + shlex.join(command), flush=True)
+    started = time.time()
+    with log.open("w") as fh:
+        done = subprocess.run([sys.executable, *command[1:]], cwd=REPO, stdout=fh, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        raise SystemExit(f"{shlex.join(command)} failed (exit {done.returncode}); its output is in {log}")
+    print(f"  {time.time() - started:.0f} s", flush=True)
+
+
+def score(system: System, retrain: bool) -> dict:
+    run_dir = system.run_dir()
+    train_cmd = system.train_command()
+    if retrain or not finished(system):
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        if run_dir.exists():
+            import shutil
+
+            shutil.rmtree(run_dir)
+        run(train_cmd, run_dir.parent / f"{system.name}.train.log")
+    out = run_dir / "eval-compare"
+    rel = run_dir.relative_to(REPO)
+    eval_cmd = ["python", "evaluate.py", "--checkpoint", str(rel / "last.pt"), "--out", str(rel / "eval-compare")]
+    run(eval_cmd, run_dir.parent / f"{system.name}.eval.log")
+    metrics = json.loads((out / "metrics.json").read_text())
+    row = {"system": system.name, "paper": system.paper, "inputs": system.inputs, "steps": metrics["step"]}
+    for dim in ("valence", "arousal"):
+        for m in ("ccc", "pcc", "rmse"):
+            row[f"{m.upper()} {dim[0].upper()}"] = metrics[dim][m]
+    row["commands"] = f"`{shlex.join(train_cmd)}`; `{shlex.join(eval_cmd)}`"
+    return row
+
+
+COLUMNS = ["system", "paper", "inputs", "steps", "CCC V", "CCC A", "PCC V", "PCC A", "RMSE V", "RMSE A", "commands"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--systems", default="", help="comma-separated names (default: all): "
+                        + ", ".join(s.name for s in SYSTEMS))
+    parser.add_argument("--retrain", action="store_true", help="train every chosen system afresh")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "comparison.md")
+    args = parser.parse_args(argv)
+    wanted = [s for s in args.systems.split(",") if s]
+    unknown = sorted(set(wanted) - {s.name for s in SYSTEMS})
+    if unknown:
+        parser.error(f"unknown systems {unknown}; choose among {[s.name for s in SYSTEMS]}")
+    chosen = [s for s in SYSTEMS if not wanted or s.name in wanted]   # table order: ALN first (ALN-T reads it)
+    rows = [score(s, args.retrain) for s in chosen]
+    table = markdown_table(rows, COLUMNS, ".3f")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    header = ("Demo data, validation split (32 videos), official ABAW protocol over the concatenated frames; "
+              "`last.pt` of each run. Generated by `python experiments/compare.py`.\n\n")
+    args.out.write_text(header + table + "\n")
+    print(table)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
