@@ -81,6 +81,7 @@ class TrainSection:
     stages: list[StageConfig] = field(default_factory=list)
 
 
+FEATURES = ("egemaps", "egemaps_hop", "avec", "aln")
 SYSTEMS = ("aln", "pandit", "raju", "aminbeidokhti", "temporal_conv")
 
 
@@ -88,8 +89,9 @@ SYSTEMS = ("aln", "pandit", "raju", "aminbeidokhti", "temporal_conv")
 class SequenceSection:
     """The sequence baselines' training (``system`` other than aln): whole recordings, 1 - CCC."""
 
-    features: str = "egemaps"      # per-frame inputs: egemaps (standardised audio descriptors) | aln (exported)
-    features_dir: str = ""         # features=aln: the folder of python -m training.export_features
+    features: str = "egemaps"      # per-frame inputs: egemaps | egemaps_hop | avec | aln (training/sequence_inputs.py)
+    features_dir: str = ""         # features=aln: the folder of python -m training.export_features; =avec: the CSVs
+    max_gap_s: float = 0.5         # features=avec: a frame farther than this from any feature row is an error
     aln_checkpoint: str = ""       # features=aln: export from this ALN checkpoint into features_dir on the fly
     maps: str = "none"             # per-frame maps for spatial attention: none | faces (crops at face_size px)
     face_size: int = 32
@@ -134,8 +136,9 @@ class RunConfig:
         s = self.sequence
         checks += [
             (self.system in SYSTEMS, f"system must be one of {SYSTEMS}, got {self.system!r}"),
-            (s.features in ("egemaps", "aln"), f"sequence.features must be egemaps or aln, got {s.features!r}"),
-            (s.features != "aln" or bool(s.features_dir), "sequence.features=aln needs sequence.features_dir (the "
+            (s.features in FEATURES, f"sequence.features must be one of {FEATURES}, got {s.features!r}"),
+            (s.features not in ("aln", "avec") or bool(s.features_dir), f"sequence.features={s.features} needs "
+             "sequence.features_dir (the AVEC feature CSVs, or the "
              "folder written by python -m training.export_features)"),
             (s.delay_valence >= 0 and s.delay_arousal >= 0, "sequence.delay_* are seconds >= 0"),
             (s.recordings >= 1, "sequence.recordings must be >= 1"),

@@ -3,7 +3,14 @@
 Shared by the training loop (``training/sequence_loop.py``) and ``evaluate.py``, so a checkpoint is scored on
 exactly the inputs it was trained on. A recording's inputs are its per-frame features (``sequence.features``:
 the standardised eGeMAPS descriptors pooled to the frame hop, or ALN features exported from a checkpoint) and,
-for the spatial-attention models, its face crops (``sequence.maps=faces``). Labels are shifted earlier by the
+for the spatial-attention models, its face crops (``sequence.maps=faces``). ``sequence.features``:
+
+* ``egemaps`` — the ALN pipeline's per-frame audio vector (two LLD rows per frame, standardised on training);
+* ``egemaps_hop`` — the 25 eGeMAPS LLDs averaged over each frame's hop, z-scored per recording;
+* ``avec`` — AVEC 2018/2019 feature files (``features_dir/<recording>.csv``, any of the challenge's sets) at
+  the nearest row to each frame time, z-scored per recording;
+* ``aln`` — per-frame ALN features exported from a checkpoint (``features_dir``, or on the fly from
+  ``aln_checkpoint``). Labels are shifted earlier by the
 annotator delays for training; predictions are shifted back for scoring (:func:`predict_frames`).
 """
 
@@ -21,8 +28,10 @@ from baselines.aminbeidokhti import AugmentedEnsemble, TemporalAttentionNet
 from baselines.pandit import PanditCNN, feature_attribution, fold_b_into_d
 from baselines.raju import RajuRNN
 from baselines.temporal_conv import TemporalConvNet
+from data.datasets.affwild2 import VideoRecord
+from data.datasets.avec_features import align_to_labels, read_feature_file
 from data.errors import DataError
-from data.preprocess.audio import lld_names
+from data.preprocess.audio import N_LLD, lld_names, lld_track, pool_to_hop
 from data.samples.loaders import SplitData
 from data.samples.sequences import Sequence, collate_sequences, delay_labels, face_maps
 from gan.checkpoint import CheckpointError, load_checkpoint
@@ -45,7 +54,7 @@ def sequences_of(split: SplitData, cfg: RunConfig) -> list[Sequence]:
     for record in split.records:
         labels = delay_labels(np.asarray(record.labels, np.float32), delays_in_steps(cfg, record.fps))
         maps = face_maps(record, cfg.sequence.face_size) if cfg.sequence.maps == "faces" else None
-        out.append(Sequence(record.name, _features(split, record.name, record.n_frames, cfg), labels, maps))
+        out.append(Sequence(record.name, _features(split, record, cfg), labels, maps))
     return out
 
 
@@ -70,9 +79,30 @@ def ensure_aln_features(cfg: RunConfig) -> None:
     export(s.aln_checkpoint, out, [], data_cfg=cfg.data)
 
 
-def _features(split: SplitData, name: str, n_frames: int, cfg: RunConfig) -> np.ndarray:
-    if cfg.sequence.features == "egemaps":
+def _standardise_recording(x: np.ndarray) -> np.ndarray:
+    """Per-recording z-score (per-speaker normalisation, common in the AVEC baselines): no statistics to keep."""
+    std = x.std(axis=0)
+    return ((x - x.mean(axis=0)) / np.where(std > 1e-8, std, 1.0)).astype(np.float32)
+
+
+def _features(split: SplitData, record: VideoRecord, cfg: RunConfig) -> np.ndarray:
+    """(n_frames, F) inputs of one recording at its frame times, per ``sequence.features``."""
+    name, n_frames, kind = record.name, record.n_frames, cfg.sequence.features
+    if kind == "egemaps":
         return split.audio[name].astype(np.float32)
+    if kind == "egemaps_hop":
+        if record.audio is None or not record.audio.is_file():
+            log.warning("%s: no audio file, using zero eGeMAPS features", name)
+            return np.zeros((n_frames, N_LLD), np.float32)
+        return _standardise_recording(pool_to_hop(lld_track(record.audio, cfg.data.audio), n_frames, 1 / record.fps))
+    if kind == "avec":
+        path = Path(cfg.sequence.features_dir) / f"{name}.csv"
+        if not path.is_file():
+            raise DataError(f"{path}: no AVEC feature file for recording {name} (sequence.features_dir holds one "
+                            "<recording>.csv per recording)")
+        table = align_to_labels(read_feature_file(path), np.arange(n_frames) / record.fps,
+                                max_gap_s=cfg.sequence.max_gap_s)
+        return _standardise_recording(table)
     path = Path(cfg.sequence.features_dir) / f"{name}.npy"
     try:
         table = np.load(path, allow_pickle=False)
@@ -149,7 +179,7 @@ def undelay(pred: np.ndarray, delays: list[int]) -> np.ndarray:
 
 def feature_names(cfg: RunConfig, width: int) -> list[str]:
     """Names of the input columns for plots: eGeMAPS LLD names per LLD frame, else the column index."""
-    if cfg.sequence.features == "egemaps":
+    if cfg.sequence.features in ("egemaps", "egemaps_hop"):
         names = lld_names()
         frames = width // len(names)
         if frames * len(names) == width:

@@ -216,6 +216,29 @@ def frame_window_features(track: np.ndarray, n_frames: int, fps: float, cfg: Aud
     return track[rows].reshape(n_frames, cfg.dim)
 
 
+def pool_to_hop(track: np.ndarray, n_steps: int, hop_s: float) -> np.ndarray:
+    """(n_steps, N_LLD) mean of the LLD rows starting within each step [t·hop, (t+1)·hop); a step that holds
+    no row start (hop under 10 ms, or past the end of the audio) takes the row nearest its start.
+
+    The sequence models' third input (issue: "eGeMAPS LLDs pooled to the hop"): one vector per label step
+    whatever the step's length, where the per-frame features above take a fixed number of LLD rows."""
+    if hop_s <= 0:
+        raise ValueError(f"hop must be positive, got {hop_s}")
+    track = np.asarray(track, dtype=np.float64)
+    out = np.zeros((n_steps, track.shape[1] if track.ndim == 2 else N_LLD), np.float64)
+    if not len(track) or not n_steps:
+        return out.astype(np.float32)
+    step_of_row = np.floor(np.arange(len(track)) * LLD_STEP_S / hop_s + _INDEX_EPS).astype(np.int64)
+    inside = step_of_row < n_steps
+    counts = np.bincount(step_of_row[inside], minlength=n_steps)
+    np.add.at(out, step_of_row[inside], track[inside])
+    filled = counts > 0
+    out[filled] /= counts[filled, None]
+    empty = np.flatnonzero(~filled)
+    out[empty] = track[np.clip(np.round(empty * hop_s / LLD_STEP_S).astype(np.int64), 0, len(track) - 1)]
+    return out.astype(np.float32)
+
+
 def direct_window_features(signal: np.ndarray, sample_rate: int, t: int, fps: float,
                            cfg: AudioConfig) -> np.ndarray:
     """Reference: the paper's per-window extraction for video frame t, shape (cfg.dim,).
