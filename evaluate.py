@@ -63,7 +63,7 @@ from data.samples.loaders import (
 from gan.checkpoint import CheckpointError, checkpoint_variant, load_checkpoint, model_from_checkpoint
 from gan.evaluation import Predictions, predict_batches, restoration_scores
 from runconfig import ConfigError, build_config, resolve_device, run_cli
-from scoring.metrics import score_va
+from scoring.metrics import score_dimension, score_va
 from scoring.plots import markdown_table, plot_scatter, plot_traces
 from scoring.postprocess import PostProcessConfig, fit_chain
 from scoring.protocols import Recording, crop_or_pad, score_abaw, score_avec
@@ -292,12 +292,19 @@ def evaluate_checkpoint(path: str, ckpt: dict, args: argparse.Namespace, out: Pa
                "checkpoint": str(path), "step": int(ckpt["step"]), "variant": system_name(ckpt),
                "dataset": cfg.data.dataset, "fold": cfg.data.fold if cfg.data.dataset == "sewa" else None,
                "optimistic": optimistic}
+    if preds.liking is not None:   # sequence models with sequence.liking: frame level, over the labelled frames
+        pred_l, gold_l = preds.liking
+        labelled = (gold_l >= -1) & (gold_l <= 1)
+        metrics["liking"] = score_dimension(pred_l[labelled], gold_l[labelled]) if labelled.sum() > 1 else None
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     _plots(out, tracks, args.max_trace_plots)
     attribution = predict.attribution_pngs(out, split, label) if isinstance(predict, SequencePredictor) else []
     print(f"{label}: {system_name(ckpt)} @ step {ckpt['step']} on {cfg.data.dataset}/{split}, {len(tracks)} "
           f"recordings, protocol {protocol}")
     print(format_table(headline))
+    if metrics.get("liking"):
+        print("liking (frame level, labelled frames): " + "  ".join(f"{k.upper()} {v:.3f}"
+                                                                   for k, v in metrics["liking"].items()))
     if optimistic:
         print(f"NOTE: optimistic scores: {optimistic}")
     if restoration:

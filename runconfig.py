@@ -82,6 +82,7 @@ class TrainSection:
 
 
 FEATURES = ("egemaps", "egemaps_hop", "avec", "aln")
+ALN_PARTS = ("z", "audio", "cd", "va")
 SYSTEMS = ("aln", "pandit", "raju", "aminbeidokhti", "temporal_conv")
 
 
@@ -93,11 +94,14 @@ class SequenceSection:
     features_dir: str = ""         # features=aln: the folder of python -m training.export_features; =avec: the CSVs
     max_gap_s: float = 0.5         # features=avec: a frame farther than this from any feature row is an error
     aln_checkpoint: str = ""       # features=aln: export from this ALN checkpoint into features_dir on the fly
+    aln_parts: list[str] = field(default_factory=list)   # features=aln: keep only these of z, audio, cd, va; [] = all
     maps: str = "none"             # per-frame maps for spatial attention: none | faces (crops at face_size px)
     face_size: int = 32
     chunk: int = 0                 # train on a random chunk of at most this many steps per recording; 0 = whole
     delay_valence: float = 0.0     # annotator-delay compensation in seconds (Pandit et al.: 2.8 on SEWA)
     delay_arousal: float = 0.0     # (Pandit et al.: 4.0 on SEWA)
+    liking: bool = False           # also predict liking, where the recordings have it (SEWA; Raju et al.)
+    delay_liking: float = 0.0
     recordings: int = 8            # recordings per batch (whole sequences, padded)
     optimizer: str = "rmsprop"     # rmsprop (Pandit et al.) | adam
     lr: float = 1e-3
@@ -140,7 +144,8 @@ class RunConfig:
             (s.features not in ("aln", "avec") or bool(s.features_dir), f"sequence.features={s.features} needs "
              "sequence.features_dir (the AVEC feature CSVs, or the "
              "folder written by python -m training.export_features)"),
-            (s.delay_valence >= 0 and s.delay_arousal >= 0, "sequence.delay_* are seconds >= 0"),
+            (set(s.aln_parts) <= set(ALN_PARTS), f"sequence.aln_parts must be among {ALN_PARTS}, got {s.aln_parts}"),
+            (min(s.delay_valence, s.delay_arousal, s.delay_liking) >= 0, "sequence.delay_* are seconds >= 0"),
             (s.recordings >= 1, "sequence.recordings must be >= 1"),
             (s.maps in ("none", "faces"), f"sequence.maps must be none or faces, got {s.maps!r}"),
             (s.face_size >= 8 and s.chunk >= 0, "sequence.face_size must be >= 8 and sequence.chunk >= 0"),

@@ -23,8 +23,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -37,23 +35,31 @@ class System:
     paper: str
     inputs: str
     preset: str          # path relative to the repository
+    overrides: tuple[str, ...] = ()   # an ablation of the preset (with its own run.dir)
 
-    def config(self) -> dict:
-        return yaml.safe_load((REPO / self.preset).read_text())
+    def config(self):
+        from train import load_config
+
+        return load_config(str(REPO / self.preset), list(self.overrides))
 
     def run_dir(self) -> Path:
-        return REPO / self.config()["run"]["dir"]
+        return REPO / self.config().run.dir
 
     def max_steps(self) -> int:
-        return int(self.config()["train"]["max_steps"])
+        return int(self.config().train.max_steps)
 
     def train_command(self) -> list[str]:
-        return ["python", "train.py"] + ([] if self.preset == "configs/demo.yaml" else ["--config", self.preset])
+        preset = [] if self.preset == "configs/demo.yaml" else ["--config", self.preset]
+        return ["python", "train.py", *preset, *self.overrides]
 
 
 SYSTEMS = [
     System("aln", "004 (ALN, per frame)", "faces + eGeMAPS", "configs/demo.yaml"),
     System("aln_t", "004 §V (ALN-T, ours)", "ALN features", "configs/baselines/aln_t.yaml"),
+    System("aln_t_va", "ALN-T ablation", "ALN's V/A only", "configs/baselines/aln_t.yaml",
+           ("sequence.aln_parts=[va]", "run.dir=runs/aln_t_va")),
+    System("aln_t_no_va", "ALN-T ablation", "ALN's z, audio, CD", "configs/baselines/aln_t.yaml",
+           ("sequence.aln_parts=[z,audio,cd]", "run.dir=runs/aln_t_no_va")),
     *[System(f"pandit_{m}", "000/001 (Pandit " + m.upper() + ")", "eGeMAPS" + (" subset" if m == "e" else ""),
              f"configs/baselines/pandit_{m}.yaml") for m in "abcde"],
     *[System(f"raju_{m}", f"002 (Raju {m.upper()})", "eGeMAPS", f"configs/baselines/raju_{m}.yaml")
@@ -64,21 +70,39 @@ SYSTEMS = [
 ]
 
 
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def finished(system: System) -> bool:
-    """The run folder holds a ``last.pt`` of the preset as it is now (any other setting: train again)."""
+    """The run folder holds a finished ``last.pt`` of the preset as it is now.
+
+    Settings are compared key by key (``run.*`` aside); a key the checkpoint predates must hold its default,
+    which is the behaviour the run had. ALN-T also trains again when its ALN checkpoint is newer than it."""
     import torch
 
-    from runconfig import to_dict
-    from train import load_config
+    from runconfig import RunConfig, to_dict
 
     last = system.run_dir() / "last.pt"
     if not last.is_file():
         return False
     ckpt = torch.load(last, map_location="cpu", weights_only=True)
-    now = {k: v for k, v in to_dict(load_config(str(REPO / system.preset), [])).items() if k != "run"}
-    then = {k: v for k, v in ckpt["config"].items() if k != "run"}
-    if now != then:
-        print(f"{system.name}: {last} was trained with other settings than {system.preset}; training again")
+    cfg = system.config()
+    now, then, default = _flat(to_dict(cfg)), _flat(ckpt["config"]), _flat(to_dict(RunConfig()))
+    changed = [k for k, v in now.items() if not k.startswith("run.") and then.get(k, default.get(k)) != v]
+    if changed:
+        print(f"{system.name}: {last} was trained with other settings ({', '.join(changed[:4])}); training again")
+        return False
+    source = cfg.sequence.aln_checkpoint if cfg.sequence.features == "aln" else ""
+    source = REPO / source if source else None
+    if source and source.is_file() and source.stat().st_mtime > last.stat().st_mtime:
+        print(f"{system.name}: {source} is newer than {last}; training again")
         return False
     return int(ckpt["step"]) >= system.max_steps()
 

@@ -47,6 +47,7 @@ class Predictions:
     ssim_degraded: float | None = None
     pred_clean_input: np.ndarray | None = None      # (N, 2) CD on the clean face with its z (no AEG pass)
     pred_degraded_no_aeg: np.ndarray | None = None  # (N, 2) CD on the degraded face with its z (no AEG pass)
+    liking: tuple[np.ndarray, np.ndarray] | None = None   # (pred, gold) (N,) each, for models that predict it
 
     def scores(self, convention: str = "population") -> dict[str, dict[str, float]]:
         return score_va(self.pred, self.gold, convention)

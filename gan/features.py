@@ -21,6 +21,12 @@ LAYOUT = "z|audio|cd|va"   # recorded in features.json: a cache of another layou
 def frame_features(model: ALN, face: torch.Tensor, audio: torch.Tensor | None) -> torch.Tensor:
     """(B, F) features of faces in [-1, 1]: [mean z (if the variant has one) | audio (if any) | mean CD map |
     valence, arousal]."""
+    return torch.cat(list(frame_feature_parts(model, face, audio).values()), dim=1)
+
+
+@torch.no_grad()
+def frame_feature_parts(model: ALN, face: torch.Tensor, audio: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """The parts of :func:`frame_features` by name (``z``, ``audio``, ``cd``, ``va``), in column order."""
     restored, z = model.restore(face)
     captured: dict[str, torch.Tensor] = {}
     handle = model.cd.blocks[-1].register_forward_hook(lambda _m, _i, out: captured.__setitem__("h", out))
@@ -28,8 +34,9 @@ def frame_features(model: ALN, face: torch.Tensor, audio: torch.Tensor | None) -
         _, va = model.critic(restored, z, audio)
     finally:
         handle.remove()
-    parts = [] if z is None else [z.float().mean(dim=(2, 3))]
+    parts = {} if z is None else {"z": z.float().mean(dim=(2, 3))}
     if audio is not None and model.cd.audio_dim:
-        parts.append(audio.float())
-    parts += [captured["h"].float().mean(dim=(2, 3)), va.float()]
-    return torch.cat(parts, dim=1)
+        parts["audio"] = audio.float()
+    parts["cd"] = captured["h"].float().mean(dim=(2, 3))
+    parts["va"] = va.float()
+    return parts

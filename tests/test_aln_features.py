@@ -12,12 +12,14 @@ import torch
 import yaml
 
 import train
+from data.errors import DataError
+from data.samples.loaders import load_split
 from gan.features import frame_features
 from gan.models import ALN, ModelConfig
 from runconfig import ConfigError, build_config
 from tests.train_helpers import TINY, _run
 from training.export_features import main as export_main
-from training.sequence_inputs import ensure_aln_features
+from training.sequence_inputs import ensure_aln_features, sequences_of
 
 PANDIT_B = Path(__file__).resolve().parents[1] / "configs" / "baselines" / "pandit_b.yaml"
 ALN_T = PANDIT_B.with_name("aln_t.yaml")
@@ -57,6 +59,21 @@ def test_exported_features_train_a_sequence_baseline(demo_root, tmp_path):
                        "train.eval_every=10"]) == 0
     rows = [json.loads(line) for line in (seq / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "val/ccc_valence" in r] == [10, 20]
+
+    # parts by name: the aeg_cd_sz demo model has z, audio, the CD map and V/A, in that column order
+    parts = info["parts"]
+    assert list(parts) == ["z", "audio", "cd", "va"] and sum(parts.values()) == info["width"] and parts["va"] == 2
+    cfg = build_config(yaml.safe_load(PANDIT_B.read_text()), [*demo, f"data.root={demo_root}", "sequence.features=aln",
+                                                             f"sequence.features_dir={out}",
+                                                             "sequence.aln_parts=[va,z]"])
+    split, _ = load_split(cfg.data, "val")
+    seq0 = sequences_of(split, cfg)[0]
+    full = np.load(out / f"{split.records[0].name}.npy")
+    np.testing.assert_array_equal(seq0.features, np.concatenate([full[:, -2:], full[:, :parts["z"]]], axis=1))
+    del parts["cd"]
+    (out / "features.json").write_text(json.dumps({**info, "parts": parts}))
+    with pytest.raises(DataError, match="do not add up"):
+        sequences_of(split, cfg)
 
 
 def test_aln_t_exports_features_on_the_fly_once_per_checkpoint(demo_root, tmp_path, caplog):

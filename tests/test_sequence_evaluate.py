@@ -15,6 +15,7 @@ import train
 from data.preprocess.audio import AudioStandardiser
 from data.samples.loaders import load_split
 from scoring.metrics import ccc
+from tests.fixtures import write_recording
 from tests.train_helpers import TINY
 from training.sequence_inputs import predict_sequences, sequence_model_from_checkpoint, sequences_of, undelay
 
@@ -72,3 +73,33 @@ def test_models_without_a_single_filter_write_no_attribution(demo_root, tmp_path
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["variant"] == "aminbeidokhti augmented_ensemble"
     assert np.isfinite(metrics["valence"]["ccc"]) and not list(out.glob("attribution_*"))
+
+
+def test_liking_is_learned_and_scored_where_the_recordings_have_it(tmp_path, capsys):
+    root = tmp_path / "sewa"
+    for stem in [f"Train_DE_{i:02d}" for i in range(1, 4)] + [f"Devel_HU_{i:02d}" for i in range(1, 4)]:
+        write_recording(root, stem, n_frames=20, fps=10, label_seconds=1.9)
+    run = tmp_path / "run"
+    assert train.main(["--config", str(PRESETS / "augmented_ensemble.yaml"), "data.dataset=sewa", "data.num_workers=0", f"data.root={root}",
+                       "data.sewa.num_folds=3", "data.fold=1", f"run.dir={run}", "sequence.liking=true",
+                       "train.max_steps=4", "train.eval_every=2"]) == 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "val/ccc_liking" in r] == [2, 4]
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    out = tmp_path / "eval"
+    assert evaluate.main(["--checkpoint", str(run / "last.pt"), "--split", "test", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    cfg, model = sequence_model_from_checkpoint(ckpt)
+    split, _ = load_split(cfg.data, "test", AudioStandardiser.from_state_dict(ckpt["audio_stats"]))
+    outputs = predict_sequences(model, sequences_of(split, cfg), 8)
+    assert all(o.shape[1] == 3 for o in outputs)
+    pred = np.concatenate([o[r.frames - 1, 2] for o, r in zip(outputs, split.records, strict=True)])
+    gold = np.concatenate([r.liking[r.frames - 1] for r in split.records])
+    assert metrics["liking"]["ccc"] == pytest.approx(ccc(pred, gold), abs=1e-6)
+    assert metrics["protocol"] == "avec2019" and "liking (frame level" in capsys.readouterr().out
+
+    demo = tmp_path / "demo_run"
+    assert train.main(["--config", str(PRESETS / "raju_eaf.yaml"), f"data.root={tmp_path / 'none'}",
+                       f"run.dir={demo}", "sequence.liking=true", *[o for o in TINY if o.startswith("data.demo.")],
+                       "train.max_steps=2"]) != 0
+    assert "no recording of demo has liking labels" in capsys.readouterr().err

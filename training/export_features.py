@@ -4,8 +4,8 @@
 
 Writes ``FEATURES_DIR/<recording>.npy`` (frames × features, float32; frame k on row k-1) for the training and
 validation splits of the checkpoint's data (``gan.features.frame_features``: pooled z, the audio vector, the CD's
-pooled last activations, ALN's V/A), and ``FEATURES_DIR/features.json`` (the checkpoint, its step and the feature
-width). Every frame with a face crop gets features, whatever its label; frames without one stay at zero, as frames
+pooled last activations, ALN's V/A), and ``FEATURES_DIR/features.json`` (the checkpoint, its step, the feature
+width and the width of each part, which ``sequence.aln_parts`` selects from). Every frame with a face crop gets features, whatever its label; frames without one stay at zero, as frames
 without audio do.
 A sequence preset then reads them with ``sequence.features=aln sequence.features_dir=FEATURES_DIR``.
 """
@@ -19,12 +19,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from data.preprocess.audio import AudioStandardiser
 from data.samples.loaders import DataConfig, SplitData, build_dataset, eval_loader, load_split
-from gan.checkpoint import load_checkpoint, model_from_checkpoint
-from gan.features import LAYOUT, frame_features
+from gan.checkpoint import load_checkpoint, model_from_checkpoint, write_atomically
+from gan.features import LAYOUT, frame_feature_parts
 from runconfig import ConfigError, build_config, resolve_device, run_cli
+from training.run_folder import replace_file
 
 
 def checkpoint_fingerprint(path: str | Path) -> str:
@@ -48,7 +50,7 @@ def export(checkpoint: str, out: Path, overrides: list[str], device_name: str = 
     model = model_from_checkpoint(ckpt).to(device).eval()
     standardiser = AudioStandardiser.from_state_dict(ckpt["audio_stats"])
     out.mkdir(parents=True, exist_ok=True)
-    width = 0
+    width, widths = 0, {}
     for split in ("train", "val"):
         data, _ = load_split(cfg.data, split, standardiser)
         # every frame with a face, also those whose label is invalid: a temporal model reads them all
@@ -59,7 +61,9 @@ def export(checkpoint: str, out: Path, overrides: list[str], device_name: str = 
         rows: dict[str, list[tuple[int, np.ndarray]]] = {}
         for batch in eval_loader(dataset, cfg.data.eval_batch_size):
             audio = batch.get("audio")
-            feats = frame_features(model, batch["face"].to(device), None if audio is None else audio.to(device))
+            parts = frame_feature_parts(model, batch["face"].to(device), None if audio is None else audio.to(device))
+            widths = widths or {name: int(p.shape[1]) for name, p in parts.items()}
+            feats = torch.cat(list(parts.values()), dim=1)
             for video, frame, row in zip(batch["video"], batch["frame"], feats.cpu().numpy(), strict=True):
                 rows.setdefault(video, []).append((int(frame), row))
         for record in data.records:
@@ -68,10 +72,11 @@ def export(checkpoint: str, out: Path, overrides: list[str], device_name: str = 
             table = np.zeros((record.n_frames, width), np.float32)
             for frame, row in found:
                 table[frame - 1] = row
-            np.save(out / f"{record.name}.npy", table)
+            write_atomically(out / f"{record.name}.npy", lambda fh, t=table: np.save(fh, t))
     info = {"checkpoint": str(checkpoint), "step": int(ckpt["step"]), "width": width, "layout": LAYOUT,
-            "fingerprint": checkpoint_fingerprint(checkpoint)}
-    (out / "features.json").write_text(json.dumps(info, indent=2) + "\n")
+            "fingerprint": checkpoint_fingerprint(checkpoint), "parts": widths}
+    # written last and atomically: a features.json names a complete export (a killed export is redone)
+    replace_file(out / "features.json", json.dumps(info, indent=2) + "\n")
     return info
 
 

@@ -33,7 +33,7 @@ from data.datasets.avec_features import align_to_labels, read_feature_file
 from data.errors import DataError
 from data.preprocess.audio import N_LLD, lld_names, lld_track, pool_to_hop
 from data.samples.loaders import SplitData
-from data.samples.sequences import Sequence, collate_sequences, delay_labels, face_maps
+from data.samples.sequences import INVALID, Sequence, collate_sequences, delay_labels, face_maps
 from gan.checkpoint import CheckpointError, load_checkpoint
 from gan.evaluation import Predictions
 from gan.features import LAYOUT
@@ -43,16 +43,40 @@ from training.export_features import checkpoint_fingerprint, export
 log = logging.getLogger(__name__)
 
 
+def dimensions(cfg: RunConfig) -> tuple[str, ...]:
+    """The predicted dimensions, in label column order."""
+    return ("valence", "arousal", "liking") if cfg.sequence.liking else ("valence", "arousal")
+
+
 def delays_in_steps(cfg: RunConfig, fps: float) -> list[int]:
-    return [round(cfg.sequence.delay_valence * fps), round(cfg.sequence.delay_arousal * fps)]
+    s = cfg.sequence
+    seconds = [s.delay_valence, s.delay_arousal] + ([s.delay_liking] if s.liking else [])
+    return [round(d * fps) for d in seconds]
+
+
+def labels_of(record: VideoRecord, cfg: RunConfig) -> np.ndarray:
+    """(n_frames, D) labels: valence, arousal and, with ``sequence.liking``, liking (INVALID where unknown)."""
+    labels = np.asarray(record.labels, np.float32)
+    if not cfg.sequence.liking:
+        return labels
+    liking = record.liking if record.liking is not None else np.full(len(labels), INVALID, np.float32)
+    return np.concatenate([labels, np.asarray(liking, np.float32)[:, None]], axis=1)
 
 
 def sequences_of(split: SplitData, cfg: RunConfig) -> list[Sequence]:
     """One sequence per recording: its per-frame features, its labels delayed per dimension, its face maps."""
     ensure_aln_features(cfg)
+    if cfg.sequence.liking:
+        without = [r.name for r in split.records if r.liking is None]
+        if len(without) == len(split.records):
+            raise ConfigError(f"sequence.liking=true, but no recording of {cfg.data.dataset} has liking labels "
+                              "(SEWA's label files do)")
+        if without:
+            log.warning("%d recording(s) without liking labels: their liking counts as unlabelled (%s)",
+                        len(without), ", ".join(without[:5]))
     out = []
     for record in split.records:
-        labels = delay_labels(np.asarray(record.labels, np.float32), delays_in_steps(cfg, record.fps))
+        labels = delay_labels(labels_of(record, cfg), delays_in_steps(cfg, record.fps))
         maps = face_maps(record, cfg.sequence.face_size) if cfg.sequence.maps == "faces" else None
         out.append(Sequence(record.name, _features(split, record, cfg), labels, maps))
     return out
@@ -73,7 +97,8 @@ def ensure_aln_features(cfg: RunConfig) -> None:
     if info_path.is_file():
         info = json.loads(info_path.read_text())
         current = (str(s.aln_checkpoint), ckpt_step, LAYOUT, checkpoint_fingerprint(s.aln_checkpoint))
-        if (info.get("checkpoint"), info.get("step"), info.get("layout"), info.get("fingerprint")) == current:
+        if (info.get("checkpoint"), info.get("step"), info.get("layout"), info.get("fingerprint")) == current \
+                and "parts" in info:
             return
     log.info("exporting ALN features of %s (step %d) into %s", s.aln_checkpoint, ckpt_step, out)
     export(s.aln_checkpoint, out, [], data_cfg=cfg.data)
@@ -112,26 +137,45 @@ def _features(split: SplitData, record: VideoRecord, cfg: RunConfig) -> np.ndarr
                         "sequence.aln_checkpoint") from exc
     if table.ndim != 2 or len(table) != n_frames:
         raise DataError(f"{path}: expected ({n_frames}, F) features, found {table.shape}")
+    if cfg.sequence.aln_parts:
+        table = table[:, _part_columns(Path(cfg.sequence.features_dir), cfg.sequence.aln_parts, table.shape[1])]
     return table.astype(np.float32)
+
+
+def _part_columns(folder: Path, wanted: list[str], width: int) -> np.ndarray:
+    """Column indices of the ``wanted`` parts of exported ALN features, from ``features.json``'s widths."""
+    try:
+        widths = json.loads((folder / "features.json").read_text())["parts"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"{folder / 'features.json'}: no part widths ({exc.__class__.__name__}); export the "
+                        "features again with python -m training.export_features") from exc
+    if sum(widths.values()) != width:
+        raise DataError(f"{folder / 'features.json'}: parts {widths} do not add up to the {width} columns")
+    missing = [p for p in wanted if p not in widths]
+    if missing:
+        raise DataError(f"{folder}: the exported features have no {missing} part (they hold {list(widths)})")
+    starts = dict(zip(widths, np.cumsum([0, *widths.values()])[:-1], strict=True))
+    return np.concatenate([np.arange(starts[p], starts[p] + widths[p]) for p in wanted])
 
 
 def build_model(cfg: RunConfig, n_features: int, map_channels: int | None = None) -> torch.nn.Module:
     """The network of ``cfg.system``; Pandit's model D is trained as a linear model B and folded."""
+    n = len(dimensions(cfg))
     try:
         if cfg.system == "raju":
-            return RajuRNN(cfg.raju, n_features)
+            return RajuRNN(cfg.raju, n_features, n)
         if cfg.system == "temporal_conv":
-            return TemporalConvNet(cfg.temporal_conv, n_features)
+            return TemporalConvNet(cfg.temporal_conv, n_features, n)
         if cfg.system == "aminbeidokhti":
             a = cfg.aminbeidokhti
             a.validate(n_features, map_channels is not None)
             if a.model == "temporal_attention":
-                return TemporalAttentionNet(a, map_channels)
-            return AugmentedEnsemble(a, n_features, map_channels)
+                return TemporalAttentionNet(a, map_channels, n)
+            return AugmentedEnsemble(a, n_features, map_channels, n)
         pandit = cfg.pandit
         if pandit.model == "D":
             pandit = dataclasses.replace(pandit, model="B", activation="linear")
-        return PanditCNN(pandit, n_features)
+        return PanditCNN(pandit, n_features, n)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -210,7 +254,10 @@ def predict_frames(model: torch.nn.Module, cfg: RunConfig, split: SplitData) -> 
     for record, pred in zip(split.records, outputs, strict=True):
         aligned = undelay(pred, delays_in_steps(cfg, record.fps))
         preds.append(aligned[record.frames - 1])
-        gold.append(np.asarray(record.labels, np.float32)[record.frames - 1])
+        gold.append(labels_of(record, cfg)[record.frames - 1])
         videos += [record.name] * len(record.frames)
         frames += [int(f) for f in record.frames]
-    return Predictions(np.concatenate(preds), np.concatenate(gold), videos, frames)
+    pred, gold = np.concatenate(preds), np.concatenate(gold)
+    # the V/A protocols read two columns; liking (when predicted) is scored apart by the caller
+    liking = (pred[:, 2], gold[:, 2]) if pred.shape[1] > 2 else None
+    return Predictions(pred[:, :2], gold[:, :2], videos, frames, liking=liking)

@@ -33,6 +33,7 @@ from runconfig import RunConfig, to_dict
 from training.run_folder import RunFolder, RunLog
 from training.sequence_inputs import (
     build_model,
+    dimensions,
     folds_into_d,
     predict_sequences,
     run_model,
@@ -41,10 +42,10 @@ from training.sequence_inputs import (
 )
 
 log = logging.getLogger(__name__)
-DIMENSIONS = ("valence", "arousal")
 
 
-def evaluate_sequences(model: torch.nn.Module, sequences: list[Sequence], batch_size: int) -> dict[str, float]:
+def evaluate_sequences(model: torch.nn.Module, sequences: list[Sequence], batch_size: int,
+                       dims: tuple[str, ...] = ("valence", "arousal")) -> dict[str, float]:
     """``val/ccc_<dim>`` over every valid step of the recordings concatenated (the ABAW way)."""
     outputs = predict_sequences(model, sequences, batch_size)
     length = max(len(s) for s in sequences)
@@ -53,7 +54,7 @@ def evaluate_sequences(model: torch.nn.Module, sequences: list[Sequence], batch_
         pred[i, :len(out)] = torch.from_numpy(out)
     batch = collate_sequences(sequences)
     ccc = masked_ccc(pred, batch["labels"], batch["valid"])
-    return {f"val/ccc_{d}": float(ccc[i]) for i, d in enumerate(DIMENSIONS)}
+    return {f"val/ccc_{d}": float(ccc[i]) for i, d in enumerate(dims)}
 
 
 def training_batch(sequences: list[Sequence], cfg: RunConfig, step: int) -> dict:
@@ -130,7 +131,8 @@ class SequenceTrainer:
 
     def validate(self) -> dict[str, float]:
         self.model.eval()
-        values = evaluate_sequences(scoring_model(self.cfg, self.model), self.val_seqs, self.cfg.sequence.recordings)
+        values = evaluate_sequences(scoring_model(self.cfg, self.model), self.val_seqs, self.cfg.sequence.recordings,
+                                    dimensions(self.cfg))
         self.runlog.scalars(self.step, values)
         score = float(np.mean(list(values.values())))
         if score > self.best_score and "val" not in self.cfg.data.train_splits:
