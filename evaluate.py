@@ -40,7 +40,6 @@ from pathlib import Path
 
 import numpy as np
 
-from baselines.pandit import save_attribution_png
 from data.datasets.affwild2 import EDITIONS, find_annotation_dir
 from data.formats.abaw_submission import write_predictions
 from data.formats.official_outputs import (
@@ -67,12 +66,7 @@ from scoring.metrics import score_dimension, score_va
 from scoring.plots import markdown_table, plot_scatter, plot_traces
 from scoring.postprocess import PostProcessConfig, fit_chain
 from scoring.protocols import Recording, crop_or_pad, score_abaw, score_avec
-from training.sequence_inputs import (
-    attribution_maps,
-    feature_names,
-    predict_frames,
-    sequence_model_from_checkpoint,
-)
+from training.sequence_inputs import SequencePredictor
 
 log = logging.getLogger("evaluate")
 PROTOCOLS = ("avec2019", "abaw")
@@ -160,33 +154,6 @@ def _predictor(ckpt: dict, cfg, standardiser, device):
         return lambda split, robustness=False: _frame_predictions(model, cfg, split, standardiser, device,
                                                                   robustness)
     return SequencePredictor(ckpt, cfg, standardiser)
-
-
-class SequencePredictor:
-    """The predictor of a sequence checkpoint; it keeps each split it read for the attribution maps."""
-
-    def __init__(self, ckpt: dict, cfg, standardiser):
-        _, self.model = sequence_model_from_checkpoint(ckpt)
-        self.cfg, self.standardiser, self.n_features = cfg, standardiser, int(ckpt["n_features"])
-        self.splits: dict[str, object] = {}
-
-    def __call__(self, split: str, robustness: bool = False) -> tuple[list, Predictions, dict]:
-        if split not in self.splits:
-            self.splits[split] = load_split(self.cfg.data, split, self.standardiser)[0]
-        data = self.splits[split]
-        return data.records, predict_frames(self.model, self.cfg, data), {}
-
-    def attribution_pngs(self, out: Path, split: str, label: str) -> list[Path]:
-        """Pandit et al.'s §5.1 heatmaps (PiYG, centred at 0) of a single-filter model, one per dimension."""
-        written = []
-        names = feature_names(self.cfg, self.n_features)
-        for dim, attribution in attribution_maps(self.model, self.cfg, self.splits[split]).items():
-            path = out / f"attribution_{dim}.png"
-            save_attribution_png(attribution, path, names,
-                                 title=f"{label}: {dim} attribution x·w + b/(F·T_F), mean over recordings")
-            np.save(out / f"attribution_{dim}.npy", attribution)
-            written.append(path)
-        return written
 
 
 def _by_video(preds: Predictions) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -25,14 +25,14 @@ import numpy as np
 import torch
 
 from baselines.aminbeidokhti import AugmentedEnsemble, TemporalAttentionNet
-from baselines.pandit import PanditCNN, feature_attribution, fold_b_into_d
+from baselines.pandit import PanditCNN, feature_attribution, fold_b_into_d, save_attribution_png
 from baselines.raju import RajuRNN
 from baselines.temporal_conv import TemporalConvNet
 from data.datasets.affwild2 import VideoRecord
 from data.datasets.avec_features import align_to_labels, read_feature_file
 from data.errors import DataError
-from data.preprocess.audio import N_LLD, lld_names, lld_track, pool_to_hop
-from data.samples.loaders import SplitData
+from data.preprocess.audio import N_LLD, AudioStandardiser, lld_names, lld_track, pool_to_hop
+from data.samples.loaders import SplitData, load_split
 from data.samples.sequences import INVALID, Sequence, collate_sequences, delay_labels, face_maps
 from gan.checkpoint import CheckpointError, load_checkpoint
 from gan.evaluation import Predictions
@@ -261,3 +261,30 @@ def predict_frames(model: torch.nn.Module, cfg: RunConfig, split: SplitData) -> 
     # the V/A protocols read two columns; liking (when predicted) is scored apart by the caller
     liking = (pred[:, 2], gold[:, 2]) if pred.shape[1] > 2 else None
     return Predictions(pred[:, :2], gold[:, :2], videos, frames, liking=liking)
+
+
+class SequencePredictor:
+    """The predictor of a sequence checkpoint; it keeps each split it read for the attribution maps."""
+
+    def __init__(self, ckpt: dict, cfg: RunConfig, standardiser: AudioStandardiser):
+        _, self.model = sequence_model_from_checkpoint(ckpt)
+        self.cfg, self.standardiser, self.n_features = cfg, standardiser, int(ckpt["n_features"])
+        self.splits: dict[str, SplitData] = {}
+
+    def __call__(self, split: str, robustness: bool = False) -> tuple[list, Predictions, dict]:
+        if split not in self.splits:
+            self.splits[split] = load_split(self.cfg.data, split, self.standardiser)[0]
+        data = self.splits[split]
+        return data.records, predict_frames(self.model, self.cfg, data), {}
+
+    def attribution_pngs(self, out: Path, split: str, label: str) -> list[Path]:
+        """Pandit et al.'s §5.1 heatmaps (PiYG, centred at 0) of a single-filter model, one per dimension."""
+        written = []
+        names = feature_names(self.cfg, self.n_features)
+        for dim, attribution in attribution_maps(self.model, self.cfg, self.splits[split]).items():
+            path = out / f"attribution_{dim}.png"
+            save_attribution_png(attribution, path, names,
+                                 title=f"{label}: {dim} attribution x·w + b/(F·T_F), mean over recordings")
+            np.save(out / f"attribution_{dim}.npy", attribution)
+            written.append(path)
+        return written
