@@ -171,3 +171,32 @@ def test_a_sequence_run_resumes_where_it_stopped(demo_root, tmp_path):
     assert train.main([*args, f"run.dir={split}", f"run.resume={split / 'last.pt'}", "train.max_steps=10"]) == 0
     a, b = (torch.load(r / "last.pt", weights_only=True)["model"] for r in (straight, split))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_signal_saves_last_pt_and_the_run_resumes_to_the_same_weights(demo_root, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from training.sequence_loop import SequenceTrainer
+
+    demo = [o for o in TINY if o.startswith("data.demo.")]
+    args = ["--config", str(PRESETS[1]), *demo, f"data.root={demo_root}", "train.eval_every=5", "train.max_steps=10"]
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    before = signal.getsignal(signal.SIGTERM)
+    assert train.main([*args, f"run.dir={straight}"]) == 0
+    step_once = SequenceTrainer.train_step
+
+    def step_then_sigterm(self):
+        logs = step_once(self)
+        if self.step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)   # handled: finish this step, save, exit 130
+        return logs
+
+    monkeypatch.setattr(SequenceTrainer, "train_step", step_then_sigterm)
+    assert train.main([*args, f"run.dir={stopped}"]) == 130
+    assert torch.load(stopped / "last.pt", weights_only=True)["step"] == 3
+    monkeypatch.setattr(SequenceTrainer, "train_step", step_once)
+    assert train.main([*args, f"run.dir={stopped}", f"run.resume={stopped / 'last.pt'}"]) == 0
+    a, b = (torch.load(r / "last.pt", weights_only=True)["model"] for r in (straight, stopped))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert signal.getsignal(signal.SIGTERM) is before   # the previous handler is back after each run

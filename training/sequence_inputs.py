@@ -1,9 +1,8 @@
 """What the sequence models read and how they are built: per-recording inputs, models, per-frame predictions.
 
 Shared by the training loop (``training/sequence_loop.py``) and ``evaluate.py``, so a checkpoint is scored on
-exactly the inputs it was trained on. A recording's inputs are its per-frame features (``sequence.features``:
-the standardised eGeMAPS descriptors pooled to the frame hop, or ALN features exported from a checkpoint) and,
-for the spatial-attention models, its face crops (``sequence.maps=faces``). ``sequence.features``:
+exactly the inputs it was trained on. A recording's inputs are its per-frame features and, for the
+spatial-attention models, its face crops (``sequence.maps=faces``). ``sequence.features``:
 
 * ``egemaps`` — the ALN pipeline's per-frame audio vector (two LLD rows per frame, standardised on training);
 * ``egemaps_hop`` — the 25 eGeMAPS LLDs averaged over each frame's hop, z-scored per recording;
