@@ -73,3 +73,22 @@ def test_test_list_and_frame_count_errors(tmp_path):
         frame_count(tmp_path, "ghost", [])
     with pytest.raises(DataError, match="no test list; put the released names file there as test_set.txt"):
         index_test_split(tmp_path, "", 30.0)
+
+
+def test_a_sequence_model_writes_the_same_submission_layouts(demo_root, test_tree, tmp_path):
+    import train
+    from tests.train_helpers import REPO, TINY
+
+    run = tmp_path / "seq"
+    assert train.main(["--config", str(REPO / "configs" / "baselines" / "augmented_ensemble.yaml"),
+                       *[o for o in TINY if o.startswith("data.demo.")], f"data.root={demo_root}", f"run.dir={run}",
+                       "train.max_steps=4", "train.eval_every=2"]) == 0
+    out = tmp_path / "submission"
+    assert evaluate.main(["--checkpoint", str(run / "last.pt"), "--split", "test", "--dataset", "affwild2",
+                          f"data.root={test_tree}", "--out", str(out)]) == 0
+    single = read_single_file(out / "abaw_later" / "predictions.txt")
+    assert {v: len(a) for v, a in single.items()} == {"with_meta": 45, "with_video": 42, "last_crop_only": 30,
+                                                       "faceless": 12}
+    assert np.abs(single["with_meta"]).max() <= 1.0 and np.all(single["faceless"] == 0.0)
+    assert len(np.unique(single["with_meta"][:40, 0])) > 1   # the model's own per-frame outputs
+    assert json.loads((out / "metrics.json").read_text())["variant"] == "aminbeidokhti augmented_ensemble"
