@@ -59,3 +59,11 @@ def test_demo_preset_trains_progressively_and_a_plain_variant_needs_no_stages():
     with pytest.raises(ConfigError, match="train.stages=\\[\\] to train disc alone"):
         load_config(DEFAULT_PRESET, ["model.variant=disc"])
     assert load_config(DEFAULT_PRESET, ["model.variant=disc", "train.stages=[]"]).train.stages == []
+
+
+def test_exponent_without_a_dot_is_a_number_and_words_are_still_refused():
+    # YAML 1.1 reads "3e-4" as a string; a user typing it on the command line means the number
+    assert build_config({}, ["train.lr_g=3e-4"]).train.lr_g == pytest.approx(3e-4)
+    assert build_config({}, ["sequence.lr=1E-3"]).sequence.lr == pytest.approx(1e-3)
+    with pytest.raises(ConfigError, match="sequence.lr: expected a number, got 'fast'"):
+        build_config({}, ["sequence.lr=fast"])
