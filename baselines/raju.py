@@ -24,6 +24,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from baselines.aminbeidokhti import FrameCNN
+
 ARCHITECTURES = ("EAF", "AED", "EMAFN")
 
 
@@ -32,6 +34,7 @@ class RajuConfig:
     model: str = "AED"                                   # EAF | AED | EMAFN
     hidden: int = 64                                     # LSTM width per direction (ours; not in the paper)
     streams: list[int] = field(default_factory=list)     # widths of the modalities, summing to the features; [] = one
+    cnn_channels: list[int] = field(default_factory=lambda: [16, 32])   # video stream from face maps (when given)
 
     def validate(self, n_features: int) -> None:
         if self.model not in ARCHITECTURES:
@@ -100,16 +103,21 @@ class AttentiveDecoder(nn.Module):
 
 
 class RajuRNN(nn.Module):
-    """(B, T, F) features and (B, T) mask -> (B, T, D) predictions in [-1, 1]."""
+    """(B, T, F) features, (B, T) mask [and (B, T, C, H, W) face maps] -> (B, T, D) predictions in [-1, 1].
 
-    def __init__(self, cfg: RajuConfig, n_features: int, n_outputs: int = 2):
+    With ``map_channels`` the faces become one more stream (the video modality): a small CNN
+    (:class:`~baselines.aminbeidokhti.FrameCNN`, ``cnn_channels``) averaged over space, trained with the rest."""
+
+    def __init__(self, cfg: RajuConfig, n_features: int, n_outputs: int = 2, map_channels: int | None = None):
         super().__init__()
         cfg.validate(n_features)
         self.cfg = cfg
-        streams = cfg.streams or [n_features]
+        self.cnn = FrameCNN(map_channels, cfg.cnn_channels) if map_channels else None
+        streams = (cfg.streams or [n_features]) + ([self.cnn.out_channels] if self.cnn else [])
         self.front = FeatureModalityAttention(streams) if cfg.model in ("EAF", "EMAFN") else None
         layers = 2 if cfg.model == "EAF" else 1
-        self.encoder = nn.LSTM(n_features, cfg.hidden, num_layers=layers, batch_first=True, bidirectional=True)
+        width = sum(streams)
+        self.encoder = nn.LSTM(width, cfg.hidden, num_layers=layers, batch_first=True, bidirectional=True)
         self.decoder = AttentiveDecoder(2 * cfg.hidden, cfg.hidden, n_outputs) if cfg.model != "EAF" else None
         self.head = nn.Linear(2 * cfg.hidden, n_outputs) if cfg.model == "EAF" else None
 
@@ -117,6 +125,11 @@ class RajuRNN(nn.Module):
                 maps: torch.Tensor | None = None) -> torch.Tensor:
         b, steps, _ = features.shape
         mask = mask if mask is not None else torch.ones(b, steps, dtype=torch.bool, device=features.device)
+        if self.cnn is not None:
+            if maps is None:
+                raise ValueError("this model was built with a video stream: the batch needs face maps")
+            video = self.cnn(maps.flatten(0, 1)).mean(dim=(2, 3)).view(b, steps, -1)
+            features = torch.cat([features, video], dim=-1)
         x = features * mask[..., None].to(features.dtype)
         if self.front is not None:
             x = self.front(x)

@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 
+import evaluate
 import train
 from data.errors import DataError
 from data.samples.loaders import load_split
@@ -70,6 +71,17 @@ def test_exported_features_train_a_sequence_baseline(demo_root, tmp_path):
     seq0 = sequences_of(split, cfg)[0]
     full = np.load(out / f"{split.records[0].name}.npy")
     np.testing.assert_array_equal(seq0.features, np.concatenate([full[:, -2:], full[:, :parts["z"]]], axis=1))
+    # Raju's EAF on ALN features: one modality per part, stored in the checkpoint; resumes and evaluates
+    raju = tmp_path / "raju"
+    args = ["--config", str(PANDIT_B.with_name("raju_eaf.yaml")), *demo, f"data.root={demo_root}", f"run.dir={raju}",
+            "sequence.features=aln", f"sequence.features_dir={out}", "train.eval_every=2"]
+    assert train.main([*args, "train.max_steps=2"]) == 0
+    ckpt = torch.load(raju / "last.pt", weights_only=True)
+    assert ckpt["config"]["raju"]["streams"] == list(parts.values())
+    assert ckpt["model"]["front.modality_scores.3.weight"].shape == (1, 2)   # the fourth modality: ALN's V/A
+    assert train.main([*args, "train.max_steps=4", f"run.resume={raju / 'last.pt'}"]) == 0
+    assert evaluate.main(["--checkpoint", str(raju / "last.pt"), "--out", str(tmp_path / "raju_eval")]) == 0
+
     del parts["cd"]
     (out / "features.json").write_text(json.dumps({**info, "parts": parts}))
     with pytest.raises(DataError, match="do not add up"):

@@ -44,3 +44,23 @@ def test_a_few_steps_lower_the_loss(model):
 def test_streams_must_cover_the_features():
     with pytest.raises(ValueError, match="summing to the 6 features"):
         RajuRNN(RajuConfig(model="EAF", streams=[2, 2]), F)
+
+
+@pytest.mark.parametrize("model", ["EAF", "AED", "EMAFN"])
+def test_face_maps_are_a_video_stream_and_their_padding_changes_nothing(model):
+    torch.manual_seed(0)
+    net = RajuRNN(RajuConfig(model=model, hidden=8, cnn_channels=[4]), F, map_channels=3).eval()
+    batch = _batch()
+    maps = torch.randn(3, 40, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    out = net(batch["features"], batch["mask"], maps=maps)
+    assert out.shape == (3, 40, 2)
+    if net.front is not None:   # audio features and video: two modalities weighted per step
+        assert net.front.last_weights["modalities"].shape == (3, 40, 2)
+    faces = maps.clone()
+    faces[0, 10] += 1.0   # a real frame's face matters
+    assert not torch.allclose(net(batch["features"], batch["mask"], maps=faces)[0], out[0])
+    padded = maps.clone()
+    padded[~batch["mask"]] = 9.0
+    torch.testing.assert_close(net(batch["features"], batch["mask"], maps=padded)[batch["mask"]], out[batch["mask"]])
+    with pytest.raises(ValueError, match="needs face maps"):
+        net(batch["features"], batch["mask"])

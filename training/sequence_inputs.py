@@ -157,12 +157,31 @@ def _part_columns(folder: Path, wanted: list[str], width: int) -> np.ndarray:
     return np.concatenate([np.arange(starts[p], starts[p] + widths[p]) for p in wanted])
 
 
+def with_aln_streams(cfg: RunConfig) -> RunConfig:
+    """For Raju's and Aminbeidokhti's models on ALN features with no ``streams`` set: one stream per ALN part
+    (z, audio, CD, V/A; those of ``sequence.aln_parts``), read from ``features.json``. The checkpoint stores
+    the config with the streams filled in, so evaluation rebuilds the same model."""
+    if cfg.sequence.features != "aln" or cfg.system not in ("raju", "aminbeidokhti"):
+        return cfg
+    section = getattr(cfg, cfg.system)
+    if section.streams:
+        return cfg
+    folder = Path(cfg.sequence.features_dir)
+    try:
+        widths = json.loads((folder / "features.json").read_text())["parts"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"{folder / 'features.json'}: no part widths ({exc.__class__.__name__}); export the "
+                        "features again with python -m training.export_features") from exc
+    streams = [int(widths[p]) for p in (cfg.sequence.aln_parts or list(widths)) if p in widths]
+    return dataclasses.replace(cfg, **{cfg.system: dataclasses.replace(section, streams=streams)})
+
+
 def build_model(cfg: RunConfig, n_features: int, map_channels: int | None = None) -> torch.nn.Module:
     """The network of ``cfg.system``; Pandit's model D is trained as a linear model B and folded."""
     n = len(dimensions(cfg))
     try:
         if cfg.system == "raju":
-            return RajuRNN(cfg.raju, n_features, n)
+            return RajuRNN(cfg.raju, n_features, n, map_channels)
         if cfg.system == "temporal_conv":
             return TemporalConvNet(cfg.temporal_conv, n_features, n)
         if cfg.system == "aminbeidokhti":

@@ -39,6 +39,7 @@ from training.sequence_inputs import (
     run_model,
     scoring_model,
     sequences_of,
+    with_aln_streams,
 )
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class SequenceTrainer:
         train_split, self.standardiser = load_split(cfg.data, "training", standardiser)
         val_split, _ = load_split(cfg.data, "val", self.standardiser)
         self.train_seqs, self.val_seqs = sequences_of(train_split, cfg), sequences_of(val_split, cfg)
+        self.cfg = cfg = with_aln_streams(cfg)   # after sequences_of: the features (and features.json) exist
         first = self.train_seqs[0]
         self.n_features = first.features.shape[1]
         self.map_channels = None if first.maps is None else int(first.maps.shape[1])
