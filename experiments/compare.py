@@ -62,7 +62,7 @@ SYSTEMS = [
            ("sequence.aln_parts=[z,audio,cd]", "run.dir=runs/aln_t_no_va")),
     *[System(f"pandit_{m}", "000/001 (Pandit " + m.upper() + ")", "eGeMAPS" + (" subset" if m == "e" else ""),
              f"configs/baselines/pandit_{m}.yaml") for m in "abcde"],
-    *[System(f"raju_{m}", f"002 (Raju {m.upper()})", "eGeMAPS", f"configs/baselines/raju_{m}.yaml")
+    *[System(f"raju_{m}", f"002 (Raju {m.upper()})", "faces + eGeMAPS", f"configs/baselines/raju_{m}.yaml")
       for m in ("eaf", "aed", "emafn")],
     System("temporal_attention", "003 ch. 2 (Aminbeidokhti)", "faces", "configs/baselines/temporal_attention.yaml"),
     System("augmented_ensemble", "003 ch. 3 (Aminbeidokhti)", "faces + eGeMAPS",
