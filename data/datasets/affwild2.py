@@ -80,6 +80,17 @@ class IndexReport:
     audio_drift: int = 0              # videos whose audio lasts other than frames / fps (beyond the tolerance)
     fps_from_audio: int = 0           # of those, videos whose fallback frame rate was replaced by frames / audio s
 
+    def count(self, usable: np.ndarray) -> None:
+        """One indexed video with these usable frames."""
+        self.videos += 1
+        self.usable_frames += int(len(usable))
+
+    def finish(self, split: str, where: Path, require_frames: bool) -> None:
+        """Log the split's counts; with ``require_frames``, a split without a usable frame is a DataError."""
+        log.info(self.summary(split))
+        if require_frames and self.usable_frames == 0:
+            raise DataError(f"{where}: no usable frames (valid label and existing image) in split '{split}'")
+
     def summary(self, split: str) -> str:
         return (f"{split}: {self.videos} videos, {self.usable_frames} usable frames; skipped "
                 f"{self.invalid_labels} invalid labels, {self.labelled_without_image} labelled frames "
@@ -119,7 +130,7 @@ def read_va_annotation(path: Path) -> np.ndarray:
     if values is None or values.ndim != 2 or values.shape[1] != 2:
         for lineno, ln in enumerate(lines[1:], start=2):
             parts = ln.split(",")
-            if ln.strip() and (len(parts) != 2 or not all(_is_float(p) for p in parts)):
+            if ln.strip() and (len(parts) != 2 or not all(is_number(p) for p in parts)):
                 raise DataError(f"{path}:{lineno}: expected two comma-separated numbers, found {ln.strip()[:60]!r}")
         raise DataError(f"{path}: label lines are not two comma-separated numbers each")
     if not np.isfinite(values).all():
@@ -140,7 +151,8 @@ def _parse_fast(body: str) -> np.ndarray | None:
     return values
 
 
-def _is_float(text: str) -> bool:
+def is_number(text: str) -> bool:
+    """Whether ``text`` parses as a float (label and feature files mix names, headers and numbers)."""
     try:
         float(text)
     except ValueError:
@@ -290,9 +302,6 @@ def index_split(root: Path, split: str, default_fps: float = 30.0, require_frame
             name=ann.stem, split=split, annotation=ann, image_dir=image_dir,
             audio=wav if wav.is_file() else None, fps=fps, labels=labels, frames=usable.astype(np.int64),
         ))
-        report.videos += 1
-        report.usable_frames += int(len(usable))
-    log.info(report.summary(split))
-    if require_frames and report.usable_frames == 0:
-        raise DataError(f"{split_dir}: no usable frames (valid label and existing image) in split '{split}'")
+        report.count(usable)
+    report.finish(split, split_dir, require_frames)
     return records, report

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from data.datasets.affwild2 import is_number
 from data.datasets.sewa import nearest_index, unquote
 from data.errors import DataError
 
@@ -43,14 +44,6 @@ class FeatureSequence:
     @property
     def dim(self) -> int:
         return self.values.shape[1]
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def read_feature_file(path: Path | str) -> FeatureSequence:
@@ -79,7 +72,7 @@ def read_feature_file(path: Path | str) -> FeatureSequence:
         raise DataError(f"{path}:{first_no}: expected ';'- or ','-separated columns, found {first.strip()[:80]!r}")
     head = [unquote(c) for c in first.split(sep)]
 
-    if len(head) > 1 and _is_number(head[1]):          # no header: name, time, features
+    if len(head) > 1 and is_number(head[1]):          # no header: name, time, features
         name_col, time_col, columns = 0, 1, None
     else:
         lowered = [c.lower() for c in head]
@@ -97,7 +90,7 @@ def read_feature_file(path: Path | str) -> FeatureSequence:
     width = len(head)
     if width - time_col - 1 < 1:
         raise DataError(f"{path}:{first_no}: no feature columns after the time column")
-    if name_col is not None and _is_number(head[0]) and columns is None:
+    if name_col is not None and is_number(head[0]) and columns is None:
         raise DataError(f"{path}:{first_no}: first column should be the recording name, found the number "
                         f"{head[0]!r}")
 
@@ -114,7 +107,7 @@ def read_feature_file(path: Path | str) -> FeatureSequence:
     if numbers is None:
         for (lineno, _), fields in zip(rows, split, strict=True):
             for col, raw in enumerate(fields[time_col:], start=time_col):
-                if not _is_number(raw):
+                if not is_number(raw):
                     label = head[col] if columns is not None else f"column {col + 1}"
                     raise DataError(f"{path}:{lineno}: {label} value {raw.strip()[:40]!r} is not a number")
         raise DataError(f"{path}: feature values are not numbers")  # pragma: no cover - found above

@@ -128,11 +128,8 @@ def index_sewa(root: Path | str, recordings: list[str], split: str,
             name=stem, split=split, annotation=path, image_dir=image_dir,
             audio=wav if wav.is_file() else None, fps=fps, labels=va, frames=usable, liking=liking,
         ))
-        report.videos += 1
-        report.usable_frames += int(len(usable))
-    log.info(report.summary(split))
-    if require_frames and report.usable_frames == 0:
-        raise DataError(f"{root}: no usable frames (valid label and existing crop) in split '{split}'")
+        report.count(usable)
+    report.finish(split, root, require_frames)
     return records, report
 
 
