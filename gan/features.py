@@ -18,15 +18,10 @@ LAYOUT = "z|audio|cd|va"   # recorded in features.json: a cache of another layou
 
 
 @torch.no_grad()
-def frame_features(model: ALN, face: torch.Tensor, audio: torch.Tensor | None) -> torch.Tensor:
-    """(B, F) features of faces in [-1, 1]: [mean z (if the variant has one) | audio (if any) | mean CD map |
-    valence, arousal]."""
-    return torch.cat(list(frame_feature_parts(model, face, audio).values()), dim=1)
-
-
-@torch.no_grad()
 def frame_feature_parts(model: ALN, face: torch.Tensor, audio: torch.Tensor | None) -> dict[str, torch.Tensor]:
-    """The parts of :func:`frame_features` by name (``z``, ``audio``, ``cd``, ``va``), in column order."""
+    """Features of faces in [-1, 1] by part, in column order: ``z`` (mean latent, if the variant has one),
+    ``audio`` (if any), ``cd`` (mean of the CD's last map) and ``va`` (ALN's valence and arousal), each (B, width).
+    The exporter concatenates them into one row per frame and records each part's width."""
     restored, z = model.restore(face)
     captured: dict[str, torch.Tensor] = {}
     handle = model.cd.blocks[-1].register_forward_hook(lambda _m, _i, out: captured.__setitem__("h", out))

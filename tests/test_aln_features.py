@@ -15,7 +15,7 @@ import evaluate
 import train
 from data.errors import DataError
 from data.samples.loaders import load_split
-from gan.features import frame_features
+from gan.features import frame_feature_parts
 from gan.models import ALN, ModelConfig
 from runconfig import ConfigError, build_config
 from tests.train_helpers import TINY, _run
@@ -30,7 +30,9 @@ def test_features_are_pooled_z_audio_and_the_critics_last_map():
     torch.manual_seed(0)
     model = ALN(ModelConfig(variant="aeg_cd_sz", image_size=32, g_conv_dim=4, g_res_blocks=1, d_conv_dim=4), 10).eval()
     face, audio = torch.rand(3, 3, 32, 32) * 2 - 1, torch.randn(3, 10)
-    feats = frame_features(model, face, audio)
+    parts = frame_feature_parts(model, face, audio)
+    assert list(parts) == ["z", "audio", "cd", "va"]
+    feats = torch.cat(list(parts.values()), dim=1)
     _, z = model.restore(face)
     width = model.cd.blocks[-1][0].out_channels
     assert feats.shape == (3, 16 + 10 + width + 2)
@@ -38,7 +40,8 @@ def test_features_are_pooled_z_audio_and_the_critics_last_map():
     torch.testing.assert_close(feats[:, 16:26], audio)
     torch.testing.assert_close(feats[:, -2:], model.critic(model.restore(face)[0], z, audio)[1])   # ALN's V/A
     disc = ALN(ModelConfig(variant="disc", image_size=32, d_conv_dim=4), 0).eval()
-    assert frame_features(disc, face, None).shape == (3, disc.cd.blocks[-1][0].out_channels + 2)
+    disc_parts = frame_feature_parts(disc, face, None)   # no latent, no audio: the CD map and V/A only
+    assert {k: v.shape[1] for k, v in disc_parts.items()} == {"cd": disc.cd.blocks[-1][0].out_channels, "va": 2}
 
 
 def test_exported_features_train_a_sequence_baseline(demo_root, tmp_path):
@@ -88,21 +91,26 @@ def test_exported_features_train_a_sequence_baseline(demo_root, tmp_path):
         sequences_of(split, cfg)
 
 
-def test_aln_t_exports_features_on_the_fly_once_per_checkpoint(demo_root, tmp_path, caplog):
+def test_aln_t_exports_features_on_the_fly_once_per_checkpoint(demo_root, tmp_path, capsys):
     run = tmp_path / "aln"
     assert _run(demo_root, run, "train.max_steps=2", "train.eval_every=2") == 0
-    cfg = build_config(yaml.safe_load(ALN_T.read_text()), [f"data.root={demo_root}", *[
-        o for o in TINY if o.startswith("data.demo.")], f"sequence.aln_checkpoint={run / 'last.pt'}",
-        f"sequence.features_dir={tmp_path / 'features'}"])
+    overrides = [f"data.root={demo_root}", *[o for o in TINY if o.startswith("data.demo.")],
+                 f"sequence.aln_checkpoint={run / 'last.pt'}", f"sequence.features_dir={tmp_path / 'features'}"]
+    cfg = build_config(yaml.safe_load(ALN_T.read_text()), overrides)
     info = tmp_path / "features" / "features.json"
-    ensure_aln_features(cfg)
+    alnt = tmp_path / "alnt"   # an ALN-T trained on these features (their first export happens here)
+    assert train.main(["--config", str(ALN_T), *overrides, f"run.dir={alnt}", "train.max_steps=2"]) == 0
     first = info.stat().st_mtime_ns
     assert json.loads(info.read_text())["layout"] == "z|audio|cd|va"
     ensure_aln_features(cfg)
     assert info.stat().st_mtime_ns == first                       # same checkpoint: the cache is used
+    assert evaluate.main(["--checkpoint", str(alnt / "last.pt"), "--out", str(tmp_path / "eval")]) == 0
     os.utime(run / "last.pt", ns=(first + 10**9, first + 10**9))   # retrained in place: exported again
     ensure_aln_features(cfg)
     assert info.stat().st_mtime_ns != first
+    # the features now come from another ALN checkpoint: scoring the old ALN-T on them is refused, not re-exported
+    assert evaluate.main(["--checkpoint", str(alnt / "last.pt"), "--out", str(tmp_path / "eval")]) != 0
+    assert "not from the ALN checkpoint this model was trained on" in capsys.readouterr().err
     missing = build_config(yaml.safe_load(ALN_T.read_text()), [f"sequence.aln_checkpoint={tmp_path / 'none.pt'}"])
     with pytest.raises(ConfigError, match="run python train.py first"):
         ensure_aln_features(missing)

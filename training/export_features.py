@@ -3,7 +3,7 @@
     python -m training.export_features --checkpoint RUN/best.pt --out FEATURES_DIR [data.KEY=VALUE ...]
 
 Writes ``FEATURES_DIR/<recording>.npy`` (frames × features, float32; frame k on row k-1) for the training and
-validation splits of the checkpoint's data (``gan.features.frame_features``: pooled z, the audio vector, the CD's
+validation splits of the checkpoint's data (``gan.features.frame_feature_parts``: pooled z, the audio vector, the CD's
 pooled last activations, ALN's V/A), and ``FEATURES_DIR/features.json`` (the checkpoint, its step, the feature
 width and the width of each part, which ``sequence.aln_parts`` selects from). Every frame with a face crop gets features, whatever its label; frames without one stay at zero, as frames
 without audio do.

@@ -62,9 +62,16 @@ def labels_of(record: VideoRecord, cfg: RunConfig) -> np.ndarray:
     return np.concatenate([labels, np.asarray(liking, np.float32)[:, None]], axis=1)
 
 
-def sequences_of(split: SplitData, cfg: RunConfig) -> list[Sequence]:
-    """One sequence per recording: its per-frame features, its labels delayed per dimension, its face maps."""
-    ensure_aln_features(cfg)
+def sequences_of(split: SplitData, cfg: RunConfig, export: bool = True) -> list[Sequence]:
+    """One sequence per recording: its per-frame features, its labels delayed per dimension, its face maps.
+
+    ``export=False`` (scoring) reads the ALN features as they are: a trained head is scored on the features it
+    was trained on, never on a fresh export."""
+    if export:
+        ensure_aln_features(cfg)
+    columns = None
+    if cfg.sequence.features == "aln" and cfg.sequence.aln_parts:
+        columns = _part_columns(aln_features_info(cfg)["parts"], cfg.sequence.aln_parts)
     if cfg.sequence.liking:
         without = [r.name for r in split.records if r.liking is None]
         if len(without) == len(split.records):
@@ -77,30 +84,53 @@ def sequences_of(split: SplitData, cfg: RunConfig) -> list[Sequence]:
     for record in split.records:
         labels = delay_labels(labels_of(record, cfg), delays_in_steps(cfg, record.fps))
         maps = face_maps(record, cfg.sequence.face_size) if cfg.sequence.maps == "faces" else None
-        out.append(Sequence(record.name, _features(split, record, cfg), labels, maps))
+        out.append(Sequence(record.name, _features(split, record, cfg, columns), labels, maps))
     return out
 
 
 def ensure_aln_features(cfg: RunConfig) -> None:
     """With ``sequence.aln_checkpoint``, export its features into ``features_dir`` unless they are there already
-    (``features.json`` names the same checkpoint file, step and layout): the documented first step, done on the fly."""
+    (``features.json`` names the same checkpoint file, fingerprint and layout): the documented first step, done
+    on the fly. The checkpoint itself is read only to export."""
     s = cfg.sequence
     if s.features != "aln" or not s.aln_checkpoint:
         return
     out, info_path = Path(s.features_dir), Path(s.features_dir) / "features.json"
+    if info_path.is_file() and Path(s.aln_checkpoint).is_file():
+        info = json.loads(info_path.read_text())
+        current = (str(s.aln_checkpoint), LAYOUT, checkpoint_fingerprint(s.aln_checkpoint))
+        if (info.get("checkpoint"), info.get("layout"), info.get("fingerprint")) == current and "parts" in info:
+            return
     try:
-        ckpt_step = int(load_checkpoint(s.aln_checkpoint)["step"])
+        load_checkpoint(s.aln_checkpoint)
     except CheckpointError as exc:
         raise ConfigError(f"sequence.aln_checkpoint: {exc}; ALN-T reads a trained ALN: run python train.py "
-                          "first (its best.pt), or point sequence.aln_checkpoint at one") from None
-    if info_path.is_file():
-        info = json.loads(info_path.read_text())
-        current = (str(s.aln_checkpoint), ckpt_step, LAYOUT, checkpoint_fingerprint(s.aln_checkpoint))
-        if (info.get("checkpoint"), info.get("step"), info.get("layout"), info.get("fingerprint")) == current \
-                and "parts" in info:
-            return
-    log.info("exporting ALN features of %s (step %d) into %s", s.aln_checkpoint, ckpt_step, out)
+                          "first (its last.pt), or point sequence.aln_checkpoint at one") from None
+    log.info("exporting ALN features of %s into %s", s.aln_checkpoint, out)
     export(s.aln_checkpoint, out, [], data_cfg=cfg.data)
+
+
+def aln_features_info(cfg: RunConfig) -> dict:
+    """``features.json`` of the exported ALN features, with the part widths checked."""
+    path = Path(cfg.sequence.features_dir) / "features.json"
+    try:
+        info = json.loads(path.read_text())
+        widths = info["parts"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"{path}: no part widths ({exc.__class__.__name__}); export the features again with "
+                        "python -m training.export_features") from exc
+    if sum(widths.values()) != info.get("width"):
+        raise DataError(f"{path}: parts {widths} do not add up to the {info.get('width')} columns")
+    missing = [p for p in cfg.sequence.aln_parts if p not in widths]
+    if missing:
+        raise DataError(f"{path.parent}: the exported features have no {missing} part (they hold {list(widths)})")
+    return info
+
+
+def _part_columns(widths: dict[str, int], wanted: list[str]) -> np.ndarray:
+    """Column indices of the ``wanted`` parts, from the widths in column order."""
+    starts = dict(zip(widths, np.cumsum([0, *widths.values()])[:-1], strict=True))
+    return np.concatenate([np.arange(starts[p], starts[p] + widths[p]) for p in wanted])
 
 
 def _standardise_recording(x: np.ndarray) -> np.ndarray:
@@ -109,8 +139,9 @@ def _standardise_recording(x: np.ndarray) -> np.ndarray:
     return ((x - x.mean(axis=0)) / np.where(std > 1e-8, std, 1.0)).astype(np.float32)
 
 
-def _features(split: SplitData, record: VideoRecord, cfg: RunConfig) -> np.ndarray:
-    """(n_frames, F) inputs of one recording at its frame times, per ``sequence.features``."""
+def _features(split: SplitData, record: VideoRecord, cfg: RunConfig, columns: np.ndarray | None) -> np.ndarray:
+    """(n_frames, F) inputs of one recording at its frame times, per ``sequence.features`` (``columns``: the
+    selected ALN parts)."""
     name, n_frames, kind = record.name, record.n_frames, cfg.sequence.features
     if kind == "egemaps":
         return split.audio[name].astype(np.float32)
@@ -136,25 +167,9 @@ def _features(split: SplitData, record: VideoRecord, cfg: RunConfig) -> np.ndarr
                         "sequence.aln_checkpoint") from exc
     if table.ndim != 2 or len(table) != n_frames:
         raise DataError(f"{path}: expected ({n_frames}, F) features, found {table.shape}")
-    if cfg.sequence.aln_parts:
-        table = table[:, _part_columns(Path(cfg.sequence.features_dir), cfg.sequence.aln_parts, table.shape[1])]
+    if columns is not None:
+        table = table[:, columns]
     return table.astype(np.float32)
-
-
-def _part_columns(folder: Path, wanted: list[str], width: int) -> np.ndarray:
-    """Column indices of the ``wanted`` parts of exported ALN features, from ``features.json``'s widths."""
-    try:
-        widths = json.loads((folder / "features.json").read_text())["parts"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise DataError(f"{folder / 'features.json'}: no part widths ({exc.__class__.__name__}); export the "
-                        "features again with python -m training.export_features") from exc
-    if sum(widths.values()) != width:
-        raise DataError(f"{folder / 'features.json'}: parts {widths} do not add up to the {width} columns")
-    missing = [p for p in wanted if p not in widths]
-    if missing:
-        raise DataError(f"{folder}: the exported features have no {missing} part (they hold {list(widths)})")
-    starts = dict(zip(widths, np.cumsum([0, *widths.values()])[:-1], strict=True))
-    return np.concatenate([np.arange(starts[p], starts[p] + widths[p]) for p in wanted])
 
 
 def with_aln_streams(cfg: RunConfig) -> RunConfig:
@@ -166,13 +181,8 @@ def with_aln_streams(cfg: RunConfig) -> RunConfig:
     section = getattr(cfg, cfg.system)
     if section.streams:
         return cfg
-    folder = Path(cfg.sequence.features_dir)
-    try:
-        widths = json.loads((folder / "features.json").read_text())["parts"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise DataError(f"{folder / 'features.json'}: no part widths ({exc.__class__.__name__}); export the "
-                        "features again with python -m training.export_features") from exc
-    streams = [int(widths[p]) for p in (cfg.sequence.aln_parts or list(widths)) if p in widths]
+    widths = aln_features_info(cfg)["parts"]
+    streams = [int(widths[p]) for p in (cfg.sequence.aln_parts or list(widths))]
     return dataclasses.replace(cfg, **{cfg.system: dataclasses.replace(section, streams=streams)})
 
 
@@ -255,7 +265,7 @@ def attribution_maps(model: torch.nn.Module, cfg: RunConfig, split: SplitData) -
     into D)."""
     if not (isinstance(model, PanditCNN) and model.dense is None and model.cfg.model in ("C", "D")):
         return {}
-    sequences = [s for s in sequences_of(split, cfg) if len(s) >= model.cfg.kernel]
+    sequences = [s for s in sequences_of(split, cfg, export=False) if len(s) >= model.cfg.kernel]
     if not sequences:
         log.warning("no recording is as long as the filter (%d steps): no attribution map", model.cfg.kernel)
         return {}
@@ -266,7 +276,7 @@ def attribution_maps(model: torch.nn.Module, cfg: RunConfig, split: SplitData) -
 def predict_frames(model: torch.nn.Module, cfg: RunConfig, split: SplitData) -> Predictions:
     """Per-frame predictions at every usable frame of the split, in the layout of ALN's inference: the same
     protocols, files and scorers then apply to a sequence model."""
-    sequences = sequences_of(split, cfg)
+    sequences = sequences_of(split, cfg, export=False)
     outputs = predict_sequences(model, sequences, cfg.sequence.recordings)
     preds, gold, videos, frames = [], [], [], []
     for record, pred in zip(split.records, outputs, strict=True):
@@ -287,6 +297,14 @@ class SequencePredictor:
     def __init__(self, ckpt: dict, cfg: RunConfig, standardiser: AudioStandardiser):
         _, self.model = sequence_model_from_checkpoint(ckpt)
         self.cfg, self.standardiser, self.n_features = cfg, standardiser, int(ckpt["n_features"])
+        trained_on = ckpt.get("aln_features")
+        if cfg.sequence.features == "aln" and trained_on:
+            now = aln_features_info(cfg)
+            if now.get("fingerprint") != trained_on.get("fingerprint"):
+                raise DataError(f"{cfg.sequence.features_dir}: these ALN features come from {now.get('checkpoint')} "
+                                f"({now.get('fingerprint')}), not from the ALN checkpoint this model was trained "
+                                f"on ({trained_on.get('checkpoint')}, {trained_on.get('fingerprint')}); export "
+                                "that one's features, or train this model again")
         self.splits: dict[str, SplitData] = {}
 
     def __call__(self, split: str, robustness: bool = False) -> tuple[list, Predictions, dict]:

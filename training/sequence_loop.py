@@ -27,11 +27,12 @@ from baselines.pandit import fold_b_into_d
 from baselines.sequence_loss import masked_ccc, masked_ccc_loss
 from data.preprocess.audio import AudioStandardiser
 from data.samples.loaders import load_split
-from data.samples.sequences import Sequence, collate_sequences
+from data.samples.sequences import Sequence, collate_sequences, labelled
 from gan.checkpoint import load_weights, restore_rng_state, rng_state
 from runconfig import RunConfig, to_dict
 from training.run_folder import RunFolder, RunLog
 from training.sequence_inputs import (
+    aln_features_info,
     build_model,
     dimensions,
     folds_into_d,
@@ -47,14 +48,12 @@ log = logging.getLogger(__name__)
 
 def evaluate_sequences(model: torch.nn.Module, sequences: list[Sequence], batch_size: int,
                        dims: tuple[str, ...] = ("valence", "arousal")) -> dict[str, float]:
-    """``val/ccc_<dim>`` over every valid step of the recordings concatenated (the ABAW way)."""
+    """``val/ccc_<dim>`` over every valid step of the recordings concatenated (the ABAW way); the recordings are
+    predicted ``batch_size`` at a time and never padded into one batch (their face maps would all be copied)."""
     outputs = predict_sequences(model, sequences, batch_size)
-    length = max(len(s) for s in sequences)
-    pred = torch.zeros(len(sequences), length, outputs[0].shape[1])
-    for i, out in enumerate(outputs):
-        pred[i, :len(out)] = torch.from_numpy(out)
-    batch = collate_sequences(sequences)
-    ccc = masked_ccc(pred, batch["labels"], batch["valid"])
+    pred = torch.from_numpy(np.concatenate(outputs))[None]
+    gold = torch.from_numpy(np.concatenate([s.labels for s in sequences]).astype(np.float32))[None]
+    ccc = masked_ccc(pred, gold, labelled(gold))
     return {f"val/ccc_{d}": float(ccc[i]) for i, d in enumerate(dims)}
 
 
@@ -89,6 +88,8 @@ class SequenceTrainer:
         val_split, _ = load_split(cfg.data, "val", self.standardiser)
         self.train_seqs, self.val_seqs = sequences_of(train_split, cfg), sequences_of(val_split, cfg)
         self.cfg = cfg = with_aln_streams(cfg)   # after sequences_of: the features (and features.json) exist
+        # which ALN checkpoint the features came from: evaluate.py refuses features of another one
+        self.aln_features = aln_features_info(cfg) if cfg.sequence.features == "aln" else None
         first = self.train_seqs[0]
         self.n_features = first.features.shape[1]
         self.map_channels = None if first.maps is None else int(first.maps.shape[1])
@@ -110,7 +111,8 @@ class SequenceTrainer:
         return {"step": self.step, "config": to_dict(self.cfg), "system": self.cfg.system,
                 "model": self.model.state_dict(), **folded, "opt": self.opt.state_dict(), "rng": rng_state(),
                 "audio_stats": self.standardiser.state_dict(), "best_score": self.best_score,
-                "best_step": self.best_step, "n_features": self.n_features, "map_channels": self.map_channels}
+                "best_step": self.best_step, "n_features": self.n_features, "map_channels": self.map_channels,
+                "aln_features": self.aln_features}
 
     def train_step(self) -> dict[str, float]:
         cfg, model = self.cfg, self.model

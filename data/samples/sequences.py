@@ -58,6 +58,11 @@ def delay_labels(labels: np.ndarray, delays_steps: list[int]) -> np.ndarray:
     return out
 
 
+def labelled(labels: torch.Tensor) -> torch.Tensor:
+    """Where a label is known: not INVALID (Aff-Wild2's -5, SEWA's gaps) and within [-1, 1]."""
+    return (labels > INVALID + 0.5) & (labels.abs() <= 1.0)
+
+
 def collate_sequences(sequences: list[Sequence]) -> dict[str, torch.Tensor | list[str]]:
     """Pad to the longest recording: ``features`` (B, T, F), ``labels`` (B, T, D), ``mask`` (B, T) of real
     steps, ``valid`` (B, T, D) of real steps with a valid label, the ``names``, and ``maps`` (B, T, C, H, W)
@@ -73,7 +78,7 @@ def collate_sequences(sequences: list[Sequence]) -> dict[str, torch.Tensor | lis
         features[i, :len(s)] = torch.from_numpy(np.asarray(s.features, np.float32))
         labels[i, :len(s)] = torch.from_numpy(np.asarray(s.labels, np.float32))
         mask[i, :len(s)] = True
-    valid = mask[..., None] & (labels > INVALID + 0.5) & (labels.abs() <= 1.0)
+    valid = mask[..., None] & labelled(labels)
     maps = None
     if sequences[0].maps is not None:
         maps = torch.zeros(len(sequences), length, *sequences[0].maps.shape[1:])
