@@ -3,7 +3,7 @@
     python experiments/alnt_feature_gap.py            # needs ALN's runs/demo/last.pt (python train.py)
 
 ALN-T (configs/baselines/aln_t.yaml) is trained on the ALN features of the training videos, where ALN's own
-valence is nearly perfect (CCC 0.97-0.98 on its training batches) — features far more reliable than on unseen
+valence is nearly perfect (G/ccc_valence 0.966-0.982 on its last logged training batches) — features far more reliable than on unseen
 videos. This measures the effect directly: the validation videos are cut into two halves, and the same ALN-T
 head (same preset, steps and seed) is trained on the training videos, on as many training videos as a half holds,
 or on one validation half, and is scored on the other half (both ways round). Per-frame ALN (the V/A columns of the features) is the reference on
