@@ -4,7 +4,8 @@ Usage::
 
     python -m data.prepare VIDEOS... --out ROOT [--backend mtcnn|face-alignment] [--size 112]
                            [--workers N] [--threads N] [--device cpu] [--every N] [--audio-cache DIR]
-                           [--no-progress]
+                           [--no-progress] [--shard K/N]
+    python -m data.prepare --merge-reports --out ROOT
 
 VIDEOS are files or folders (searched recursively for .mp4/.avi/.mkv, any case; hidden files such as
 macOS ``._x.mp4`` are ignored). For each video ``<video>`` (the file name without extension) it writes::
@@ -13,6 +14,7 @@ macOS ``._x.mp4`` are ignored). For each video ``<video>`` (the file name withou
     ROOT/audio/<video>.wav                         16 kHz mono PCM_16 (absent when the video has no audio)
     ROOT/meta/<video>.json                         data.datasets.meta.VideoMeta, written last with complete=true
     ROOT/prepare_report.json                       one entry per video of this run
+                                                   (ROOT/prepare_report.shard-K-of-N.json with --shard K/N)
 
 and fills the eGeMAPS LLD cache (:func:`data.preprocess.audio.lld_track`) so training never runs openSMILE.
 ``ROOT`` is meant to be a fresh output folder next to the annotations, not the official Aff-Wild2
@@ -44,14 +46,21 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from data.errors import DataError
-from data.preprocess.batch import format_report, prepare_videos, write_report
+from data.preprocess.batch import (
+    Shard,
+    format_report,
+    merge_reports,
+    prepare_videos,
+    select_shard,
+    write_report,
+)
 from data.preprocess.faces import BACKENDS
 from data.preprocess.pipeline import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
-    REPORT_NAME,
     PrepareOptions,
+    VideoResult,
     find_videos,
 )
 
@@ -61,8 +70,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m data.prepare",
         description="Decode videos, detect and align faces, extract 16 kHz audio and eGeMAPS features "
                     "into the Aff-Wild2 layout (cropped_aligned/, audio/, meta/).")
-    p.add_argument("videos", nargs="+", type=Path,
-                   help="video files or folders (searched for .mp4/.avi/.mkv)")
+    p.add_argument("videos", nargs="*", type=Path,
+                   help="video files or folders (searched for .mp4/.avi/.mkv); required unless --merge-reports")
     p.add_argument("--out", required=True, type=Path, help="output dataset root")
     p.add_argument("--backend", choices=BACKENDS, default="mtcnn",
                    help="landmarker: mtcnn (offline, fast) or face-alignment (S3FD + 2D-FAN; needs weights)")
@@ -81,13 +90,53 @@ def _parser() -> argparse.ArgumentParser:
                    help="videos with two people: crops into <video>_left/ and <video>_right/ (Aff-Wild2's names), "
                         "the two largest faces by horizontal position, tracked over time; without names: every video")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--shard", type=_shard, default=None, metavar="K/N",
+                   help="process only shard K (0-based) of N: the videos whose name hashes to K; run K=0..N-1 "
+                        "on several machines into one shared ROOT, then --merge-reports")
+    p.add_argument("--merge-reports", action="store_true",
+                   help="merge ROOT's prepare_report.shard-K-of-N.json (all K of one N) into "
+                        "ROOT/prepare_report.json; takes no VIDEOS")
     return p
+
+
+def _shard(text: str) -> Shard:
+    """argparse type of --shard: the error names the flag and the expected form."""
+    try:
+        return Shard.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _merge(root: Path) -> int:
+    """--merge-reports: merge the shard reports and print the table; exit code as a run's."""
+    try:
+        path, results = merge_reports(root)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(format_report(results))
+    return _exit_code(results, path)
+
+
+def _exit_code(results: Sequence[VideoResult], report: Path) -> int:
+    """EXIT_FAILED (with a line on stderr) when some video failed, else EXIT_OK."""
+    failed = sum(r.status == "failed" for r in results)
+    if failed:
+        print(f"error: {failed} of {len(results)} videos failed; see {report}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit code (0 ok, 1 some videos failed, 2 usage error)."""
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.merge_reports:
+        if args.videos or args.shard is not None:
+            parser.error("--merge-reports takes no VIDEOS and no --shard: it only reads ROOT's shard reports")
+        return _merge(args.out)
+    if not args.videos:
+        parser.error("the following arguments are required: videos (or use --merge-reports)")
     for name, low in (("size", 16), ("workers", 1), ("every", 1), ("threads", 0)):
         if getattr(args, name) < low:
             parser.error(f"--{name} must be at least {low}")
@@ -98,7 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                           threads=args.threads,
                           two_subjects=None if args.two_subjects is None else tuple(args.two_subjects))
     try:
-        videos = find_videos(args.videos)
+        found = find_videos(args.videos)  # all inputs: duplicate names are refused across shards too
+        videos = select_shard(found, args.shard)
         results = prepare_videos(videos, opts, workers=args.workers)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -107,14 +157,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted: finished videos are kept; run the same command again to continue",
               file=sys.stderr)
         return 130
-    write_report(opts.out, results, opts)
+    report = write_report(opts.out, results, opts, args.shard, [v.stem for v in found])
     print(format_report(results))
-    failed = sum(r.status == "failed" for r in results)
-    if failed:
-        print(f"error: {failed} of {len(results)} videos failed; see {opts.out / REPORT_NAME}",
-              file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
+    if args.shard is not None:
+        print(f"shard {args.shard}: {len(videos)} of {len(found)} videos, report {report}; when all "
+              f"{args.shard.count} shards are done: python -m data.prepare --merge-reports --out {opts.out}")
+    return _exit_code(results, report)
 
 
 if __name__ == "__main__":
