@@ -15,7 +15,8 @@ import torch
 from torchvision.utils import make_grid
 
 from gan.models import ALN
-from scoring.metrics import psnr, score_va, ssim
+from scoring.image_quality import psnr_per_image, ssim_per_image
+from scoring.metrics import score_va
 
 #: TensorBoard / metrics.jsonl section of each extra V/A view of validation (the headline is ``val/``)
 VIEW_TAGS = {
@@ -63,79 +64,131 @@ def _to(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
+@dataclass
+class DegradedReference:
+    """PSNR/SSIM of a split's fixed degraded faces against the clean ones: the same at every validation.
+
+    The degraded faces of scoring (``data.samples.loaders.scoring_dataset``) are seeded by frame position, so
+    these two numbers depend on the data alone. A validator computes them in its first pass and hands them to
+    every later one, which then scores only the restored faces.
+    """
+
+    psnr: float
+    ssim: float
+
+
+class _RestorationSums:
+    """Per-image PSNR/SSIM summed on the model's device; one host copy at the end, none per batch."""
+
+    def __init__(self, device: torch.device, with_degraded: bool):
+        self.with_degraded = with_degraded
+        self.sums = torch.zeros(4, dtype=torch.float64, device=device)
+        self.frames = 0
+
+    def add(self, clean: torch.Tensor, degraded: torch.Tensor, restored: torch.Tensor | None) -> None:
+        """One batch; ``restored`` None scores the degraded faces only (a reference)."""
+        if restored is not None:
+            restored = restored.float().clamp(-1, 1)
+            self.sums[0] += psnr_per_image(restored, clean).sum()
+            self.sums[1] += ssim_per_image(restored, clean).sum()
+        if self.with_degraded:
+            self.sums[2] += psnr_per_image(degraded, clean).sum()
+            self.sums[3] += ssim_per_image(degraded, clean).sum()
+        self.frames += clean.shape[0]
+
+    def means(self, reference: DegradedReference | None) -> dict[str, float]:
+        psnr_r, ssim_r, psnr_d, ssim_d = (self.sums / self.frames).tolist()
+        if reference is not None:
+            psnr_d, ssim_d = reference.psnr, reference.ssim
+        return {"psnr_restored": psnr_r, "ssim_restored": ssim_r, "psnr_degraded": psnr_d, "ssim_degraded": ssim_d}
+
+
 @torch.no_grad()
-def predict_batches(model: ALN, batches: Iterable[dict], device: torch.device, amp: bool = True) -> Predictions:
+def predict_batches(model: ALN, batches: Iterable[dict], device: torch.device, amp: bool = True,
+                    degraded_reference: DegradedReference | None = None) -> Predictions:
     """Run the test-time path over ``batches``; also the other V/A views and, on degraded input, restoration.
 
     Views (see :data:`VIEW_TAGS`): the CD on the clean face with its own z (its training input), and, for
     batches with degraded faces, the test path on the degraded face and the CD on the degraded face without
     the AEG's cleaning. Restoration: PSNR and SSIM of the restored and of the degraded images against the
-    clean ones (per image, averaged over frames). Without an AEG the views coincide with the headline.
+    clean ones (per image, averaged over frames), computed on ``device``; with ``degraded_reference`` (the
+    same degraded faces scored before) the degraded ones are taken from it instead of being recomputed.
+    Everything stays on ``device`` until the pass ends. Without an AEG the views coincide with the headline.
     """
     was_training = model.training
     model.eval()
     out: dict[str, list] = {k: [] for k in ("pred", "gold", "clean_input", "degraded", "degraded_no_aeg")}
-    sums = {"psnr_restored": 0.0, "psnr_degraded": 0.0, "ssim_restored": 0.0, "ssim_degraded": 0.0}
-    videos, frames, n_deg = [], [], 0
+    restoration = _RestorationSums(device, with_degraded=degraded_reference is None)
+    videos, frames = [], []
     try:
         for batch in batches:
+            videos.extend(batch.get("video", []))
+            frames.extend(int(f) for f in batch.get("frame", []))
             batch = _to(batch, device)
             audio = batch.get("audio")
             with autocast(device, amp):
                 face = batch["face"]
                 restored, z = model.restore(face)
-                out["pred"].append(model.critic(restored, z, audio)[1].float().cpu())
+                out["pred"].append(model.critic(restored, z, audio)[1].float())
                 # the z of the clean face is the one its AEG pass just computed
-                out["clean_input"].append(model.critic(face, z, audio)[1].float().cpu())
+                out["clean_input"].append(model.critic(face, z, audio)[1].float())
                 if "face_degraded" in batch:
                     degraded = batch["face_degraded"]
                     restored_deg, z_deg = model.restore(degraded)
-                    out["degraded"].append(model.critic(restored_deg, z_deg, audio)[1].float().cpu())
-                    out["degraded_no_aeg"].append(model.critic(degraded, z_deg, audio)[1].float().cpu())
-                    b = degraded.shape[0]
-                    clean = face.float().cpu().numpy()
-                    rest = restored_deg.float().clamp(-1, 1).cpu().numpy()
-                    deg = degraded.float().cpu().numpy()
-                    sums["psnr_restored"] += b * psnr(rest, clean)
-                    sums["psnr_degraded"] += b * psnr(deg, clean)
-                    sums["ssim_restored"] += b * ssim(rest, clean)
-                    sums["ssim_degraded"] += b * ssim(deg, clean)
-                    n_deg += b
-            out["gold"].append(batch["va"].float().cpu())
-            videos.extend(batch.get("video", []))
-            frames.extend(int(f) for f in batch.get("frame", []))
+                    out["degraded"].append(model.critic(restored_deg, z_deg, audio)[1].float())
+                    out["degraded_no_aeg"].append(model.critic(degraded, z_deg, audio)[1].float())
+                    restoration.add(face.float(), degraded.float(), restored_deg)
+            out["gold"].append(batch["va"].float())
     finally:
         model.train(was_training)
-    cat = {k: torch.cat(v).numpy() if v else None for k, v in out.items()}
+    cat = {k: torch.cat(v).cpu().numpy() if v else None for k, v in out.items()}
     result = Predictions(cat["pred"], cat["gold"], videos, frames, pred_clean_input=cat["clean_input"])
-    if n_deg:
+    if restoration.frames:
         result.pred_degraded, result.pred_degraded_no_aeg = cat["degraded"], cat["degraded_no_aeg"]
-        for key, total in sums.items():
-            setattr(result, key, total / n_deg)
+        for key, value in restoration.means(degraded_reference).items():
+            setattr(result, key, value)
     return result
 
 
 @torch.no_grad()
 def restoration_scores(model: ALN, sets: dict[str, tuple[torch.Tensor, torch.Tensor]], device: torch.device,
-                       batch_size: int = 128) -> dict[str, dict[str, float]]:
+                       batch_size: int = 128, degraded_reference: dict[str, DegradedReference] | None = None
+                       ) -> dict[str, dict[str, float]]:
     """PSNR and SSIM of degraded and restored faces against the clean ones, per artefact set.
 
     ``sets`` maps an artefact name (blur, noise, downscale, colour, all) to (clean, degraded) batches in
     [-1, 1] (see ``data.samples.loaders.restoration_sets``). Returns ``{artefact: {"psnr_degraded", "psnr_restored",
-    "ssim_degraded", "ssim_restored"}}``; without an AEG the restored face is the degraded one.
+    "ssim_degraded", "ssim_restored"}}``; without an AEG the restored face is the degraded one. The degraded
+    scores come from ``degraded_reference`` (:func:`degraded_references` of the same sets) when given.
     """
+    degraded_reference = degraded_reference or {}
     was_training = model.training
     model.eval()
     table = {}
     try:
         for name, (clean, degraded) in sets.items():
-            restored = torch.cat([model.restore(degraded[i:i + batch_size].to(device))[0].float().clamp(-1, 1).cpu()
-                                  for i in range(0, len(degraded), batch_size)]).numpy()
-            c, d = clean.numpy(), degraded.numpy()
-            table[name] = {"psnr_degraded": psnr(d, c), "psnr_restored": psnr(restored, c),
-                           "ssim_degraded": ssim(d, c), "ssim_restored": ssim(restored, c)}
+            reference = degraded_reference.get(name)
+            sums = _RestorationSums(device, with_degraded=reference is None)
+            for i in range(0, len(degraded), batch_size):
+                c, d = clean[i:i + batch_size].to(device), degraded[i:i + batch_size].to(device)
+                sums.add(c, d, model.restore(d)[0])
+            table[name] = sums.means(reference)
     finally:
         model.train(was_training)
+    return table
+
+
+def degraded_references(sets: dict[str, tuple[torch.Tensor, torch.Tensor]], device: torch.device,
+                        batch_size: int = 128) -> dict[str, DegradedReference]:
+    """Degraded-vs-clean PSNR/SSIM of each restoration set: they need no model, so a validator computes them once."""
+    table = {}
+    for name, (clean, degraded) in sets.items():
+        sums = _RestorationSums(device, with_degraded=True)
+        for i in range(0, len(degraded), batch_size):
+            c, d = clean[i:i + batch_size].to(device), degraded[i:i + batch_size].to(device)
+            sums.add(c, d, None)
+        row = sums.means(None)
+        table[name] = DegradedReference(row["psnr_degraded"], row["ssim_degraded"])
     return table
 
 

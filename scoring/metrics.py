@@ -23,6 +23,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
+
+from scoring.image_quality import psnr_per_image, ssim_per_image
 
 CONVENTIONS = ("population", "avec")
 DIMENSIONS = ("valence", "arousal")
@@ -118,54 +121,28 @@ def as_columns(a: np.ndarray, n_dim: int, what: str) -> np.ndarray:
     return a
 
 
-def _image_batches(restored: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two float64 image batches of one shape, (B, C, H, W); a single (C, H, W) image becomes a batch of one."""
-    a = np.asarray(restored, dtype=np.float64)
-    b = np.asarray(reference, dtype=np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"image shapes differ: {a.shape} vs {b.shape}")
-    return (a[None], b[None]) if a.ndim == 3 else (a, b)
+def _images(x: np.ndarray) -> torch.Tensor:
+    """An image batch as a torch tensor, float64 unless it is float32 (the models' outputs)."""
+    x = np.asarray(x)
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32 if x.dtype == np.float32 else np.float64))
 
 
 def psnr(restored: np.ndarray, reference: np.ndarray, data_range: float = 2.0) -> float:
     """Peak signal-to-noise ratio in dB between two image batches (default range: images in [-1, 1]).
 
-    Computed per image and averaged, so one perfect reconstruction cannot make the mean infinite-free
-    scores meaningless: identical images are capped at 100 dB.
+    Computed per image and averaged (identical images are capped at 100 dB, so one perfect reconstruction
+    cannot make the mean infinite). NumPy front of :func:`scoring.image_quality.psnr_per_image`.
     """
-    a, b = _image_batches(restored, reference)
-    mse = ((a - b) ** 2).reshape(a.shape[0], -1).mean(axis=1)
-    with np.errstate(divide="ignore"):
-        values = np.where(mse > 0, 10.0 * np.log10(data_range**2 / np.maximum(mse, 1e-300)), 100.0)
-    return float(np.minimum(values, 100.0).mean())
-
-
-def _gaussian_filter(x: np.ndarray, sigma: float, radius: int) -> np.ndarray:
-    """Separable Gaussian filter over the last two axes, 'valid' region only (no padding artefacts)."""
-    t = np.arange(-radius, radius + 1, dtype=np.float64)
-    k = np.exp(-0.5 * (t / sigma) ** 2)
-    k /= k.sum()
-    width = 2 * radius + 1
-    rows = np.lib.stride_tricks.sliding_window_view(x, width, axis=-2) @ k
-    return np.lib.stride_tricks.sliding_window_view(rows, width, axis=-1) @ k
+    return float(psnr_per_image(_images(restored), _images(reference), data_range).mean())
 
 
 def ssim(restored: np.ndarray, reference: np.ndarray, data_range: float = 2.0) -> float:
     """Structural similarity (Wang et al. 2004) of two image batches, averaged over images and channels.
 
-    Gaussian window (sigma 1.5, 11x11), K1 = 0.01, K2 = 0.03, sample covariances, mean over the valid
+    Gaussian window (sigma 1.5, 11x11), K1 = 0.01, K2 = 0.03, population moments, mean over the valid
     region: the settings of ``skimage.metrics.structural_similarity(..., gaussian_weights=True,
     use_sample_covariance=False, data_range=...)``, which the tests compare against. Images are
-    (B, C, H, W) or (C, H, W) in a range of width ``data_range`` (default [-1, 1]).
+    (B, C, H, W) or (C, H, W) in a range of width ``data_range`` (default [-1, 1]). NumPy front of
+    :func:`scoring.image_quality.ssim_per_image`.
     """
-    a, b = _image_batches(restored, reference)
-    if min(a.shape[-2:]) < 11:
-        raise ValueError(f"SSIM needs images of at least 11x11 pixels, got {a.shape[-2:]}")
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    blur = lambda x: _gaussian_filter(x, 1.5, 5)  # noqa: E731
-    mu_a, mu_b = blur(a), blur(b)
-    var_a = blur(a * a) - mu_a**2
-    var_b = blur(b * b) - mu_b**2
-    cov = blur(a * b) - mu_a * mu_b
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
-    return float(s.mean(axis=(-2, -1)).mean())
+    return float(ssim_per_image(_images(restored), _images(reference), data_range).mean())

@@ -13,6 +13,8 @@ import torch
 from data.samples.loaders import collate, eval_loader, restoration_sets, scoring_dataset
 from gan.evaluation import (
     VIEW_TAGS,
+    DegradedReference,
+    degraded_references,
     flat_restoration_tags,
     predict_batches,
     restoration_grid,
@@ -34,13 +36,18 @@ class Validator:
         self.val_set = scoring_dataset(val_split, size, degrade)
         frames = cfg.train.restoration_frames
         self.restoration_sets = restoration_sets(val_split, size, degrade, frames) if degrade and frames else {}
+        # the degraded faces are fixed, so their scores are computed by the first validation and then reused
+        self.degraded_reference: DegradedReference | None = None
+        self.restoration_reference: dict[str, DegradedReference] | None = None
         grid_idx = np.linspace(0, len(self.val_set) - 1, min(cfg.train.grid_size, len(self.val_set))).astype(int)
         self.grid_batch = collate([self.val_set[int(i)] for i in grid_idx])
 
     def run(self, model: ALN, step: int, stage_index: int, runlog: RunLog) -> dict[str, dict[str, float]]:
         """Score ``model``, log everything at ``step`` and return the headline scores per dimension."""
-        loader = eval_loader(self.val_set, self.cfg.data.eval_batch_size)
-        preds = predict_batches(model, loader, self.device, self.cfg.train.amp)
+        loader = eval_loader(self.val_set, self.cfg.data.eval_batch_size, self.cfg.data.num_workers)
+        preds = predict_batches(model, loader, self.device, self.cfg.train.amp, self.degraded_reference)
+        if preds.psnr_degraded is not None and self.degraded_reference is None:
+            self.degraded_reference = DegradedReference(preds.psnr_degraded, preds.ssim_degraded)
         if not np.isfinite(preds.pred).all():
             raise FloatingPointError(f"validation predictions are not finite at step {step}")
         scores = preds.scores("population")
@@ -51,7 +58,11 @@ class Validator:
             values.update({"val/psnr_restored": preds.psnr_restored, "val/psnr_degraded": preds.psnr_degraded,
                            "val/ssim_restored": preds.ssim_restored, "val/ssim_degraded": preds.ssim_degraded})
         if self.restoration_sets:
-            table = restoration_scores(model, self.restoration_sets, self.device, self.cfg.data.eval_batch_size)
+            batch_size = self.cfg.data.eval_batch_size
+            if self.restoration_reference is None:
+                self.restoration_reference = degraded_references(self.restoration_sets, self.device, batch_size)
+            table = restoration_scores(model, self.restoration_sets, self.device, batch_size,
+                                       self.restoration_reference)
             values.update(flat_restoration_tags(table))
         values["stage"] = stage_index
         runlog.scalars(step, values)
