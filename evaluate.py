@@ -127,7 +127,7 @@ def _frame_predictions(model, cfg, split: str, standardiser, device, robustness:
     degrade = cfg.data.degrade if robustness and cfg.data.degrade.enabled else None
     dataset = scoring_dataset(data_split, cfg.model.image_size, degrade)
     loader = eval_loader(dataset, cfg.data.eval_batch_size, cfg.data.num_workers)
-    preds = predict_batches(model, loader, device, cfg.train.amp)
+    preds = predict_batches(model, loader, device, cfg.train.amp, restoration_every=cfg.train.restoration_every)
     restoration = {}
     if degrade and cfg.train.restoration_frames:
         sets = restoration_sets(data_split, cfg.model.image_size, degrade, cfg.train.restoration_frames)

@@ -109,6 +109,7 @@ class Trainer:
         balance = self._load_data(ckpt)
         self.stepper = ALNStepper(cfg, cfg.data.audio.dim, balance, self.device, self.dist)
         self.step, self.best_score, self.best_step = 0, -float("inf"), -1
+        self.validation_seconds = 0.0   # wall time spent in validation by this process (the done: line)
         self.stepper.build_stage(self.plan[ckpt.get("stage", 0)] if ckpt else self.plan[0])
         if ckpt:
             self._restore(ckpt)
@@ -192,7 +193,9 @@ class Trainer:
         """
         if not self.dist.is_main:
             return {}
+        started = time.perf_counter()
         scores = self.validator.run(self.stepper.model, self.step, self.stage.index, self.runlog)
+        self.validation_seconds += time.perf_counter() - started
         ccc = {d: scores[d]["ccc"] for d in scores}
         score = float(np.mean(list(ccc.values())))
         if self.stage.trains_critic and score > self.best_score and "val" not in self.cfg.data.train_splits:
@@ -252,8 +255,9 @@ class Trainer:
             self.runlog.hparams(self.cfg, {f"hparam/ccc_{d}": v for d, v in last_val.items()}, self.step)
             self.runlog.close()
             minutes = (time.time() - started) / 60
-            print(f"done: {self.step} steps in {minutes:.1f} min; best mean val CCC {self.best_score:.3f} at step "
-                  f"{self.best_step}; run folder {self.folder.path}", file=sys.stderr)
+            print(f"done: {self.step} steps in {minutes:.1f} min (validation {self.validation_seconds / 60:.1f} min of "
+                  f"it); best mean val CCC {self.best_score:.3f} at step {self.best_step}; run folder "
+                  f"{self.folder.path}", file=sys.stderr)
         return 0
 
 

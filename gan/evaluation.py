@@ -78,15 +78,27 @@ class DegradedReference:
 
 
 class _RestorationSums:
-    """Per-image PSNR/SSIM summed on the model's device; one host copy at the end, none per batch."""
+    """Per-image PSNR/SSIM summed on the model's device; one host copy at the end, none per batch.
 
-    def __init__(self, device: torch.device, with_degraded: bool):
-        self.with_degraded = with_degraded
+    With ``every`` k > 1 only the frames at positions 0, k, 2k, ... of the whole pass are scored: a fixed
+    subset whatever the batch size, so every validation scores the same frames.
+    """
+
+    def __init__(self, device: torch.device, with_degraded: bool, every: int = 1):
+        self.with_degraded, self.every = with_degraded, every
         self.sums = torch.zeros(4, dtype=torch.float64, device=device)
-        self.frames = 0
+        self.frames = self.seen = 0
 
     def add(self, clean: torch.Tensor, degraded: torch.Tensor, restored: torch.Tensor | None) -> None:
         """One batch; ``restored`` None scores the degraded faces only (a reference)."""
+        first = -self.seen % self.every   # the batch's first position on the subset
+        self.seen += clean.shape[0]
+        if self.every > 1:
+            picks = slice(first, None, self.every)
+            clean, degraded = clean[picks], degraded[picks]
+            restored = restored[picks] if restored is not None else None
+        if not clean.shape[0]:
+            return
         if restored is not None:
             restored = restored.float().clamp(-1, 1)
             self.sums[0] += psnr_per_image(restored, clean).sum()
@@ -105,7 +117,7 @@ class _RestorationSums:
 
 @torch.no_grad()
 def predict_batches(model: ALN, batches: Iterable[dict], device: torch.device, amp: bool = True,
-                    degraded_reference: DegradedReference | None = None) -> Predictions:
+                    degraded_reference: DegradedReference | None = None, restoration_every: int = 1) -> Predictions:
     """Run the test-time path over ``batches``; also the other V/A views and, on degraded input, restoration.
 
     Views (see :data:`VIEW_TAGS`): the CD on the clean face with its own z (its training input), and, for
@@ -113,12 +125,14 @@ def predict_batches(model: ALN, batches: Iterable[dict], device: torch.device, a
     the AEG's cleaning. Restoration: PSNR and SSIM of the restored and of the degraded images against the
     clean ones (per image, averaged over frames), computed on ``device``; with ``degraded_reference`` (the
     same degraded faces scored before) the degraded ones are taken from it instead of being recomputed.
+    ``restoration_every`` k > 1 scores restoration on every k-th frame only (``train.restoration_every``: a
+    fixed subset; V/A predictions always cover every frame).
     Everything stays on ``device`` until the pass ends. Without an AEG the views coincide with the headline.
     """
     was_training = model.training
     model.eval()
     out: dict[str, list] = {k: [] for k in ("pred", "gold", "clean_input", "degraded", "degraded_no_aeg")}
-    restoration = _RestorationSums(device, with_degraded=degraded_reference is None)
+    restoration = _RestorationSums(device, with_degraded=degraded_reference is None, every=restoration_every)
     videos, frames = [], []
     try:
         for batch in batches:

@@ -110,7 +110,8 @@ def test_predict_batches_restoration_equals_the_per_image_mean_and_reuses_a_refe
     first = predict_batches(model, batches, torch.device("cpu"), amp=False)
     clean = torch.cat([b["face"] for b in batches])
     degraded = torch.cat([b["face_degraded"] for b in batches])
-    restored = model.restore(degraded)[0].clamp(-1, 1)
+    with torch.no_grad():
+        restored = model.restore(degraded)[0].clamp(-1, 1)
     assert first.psnr_degraded == pytest.approx(float(psnr_per_image(degraded, clean).mean()), abs=1e-6)
     assert first.ssim_degraded == pytest.approx(float(ssim_per_image(degraded, clean).mean()), abs=1e-6)
     assert first.psnr_restored == pytest.approx(float(psnr_per_image(restored, clean).mean()), abs=1e-6)
@@ -136,3 +137,21 @@ def test_restoration_scores_with_precomputed_references_equal_the_full_computati
     assert references["clean"] == DegradedReference(100.0, pytest.approx(1.0))
     assert restoration_scores(model, sets, torch.device("cpu"), 4, references) == \
         restoration_scores(model, sets, torch.device("cpu"), 4)
+
+
+def test_restoration_on_every_kth_frame_is_a_fixed_subset_across_batch_boundaries():
+    model, batches = _model(), _batches(3)   # 15 frames in batches of 5
+    clean = torch.cat([b["face"] for b in batches])
+    degraded = torch.cat([b["face_degraded"] for b in batches])
+    with torch.no_grad():
+        restored = model.restore(degraded)[0].clamp(-1, 1)
+    every = 4   # frames 0, 4, 8, 12: positions 0 and 4 of the first batch, 3 of the second, 2 of the third
+    subset = predict_batches(model, batches, torch.device("cpu"), amp=False, restoration_every=every)
+    picks = slice(0, None, every)
+    assert subset.psnr_restored == pytest.approx(float(psnr_per_image(restored[picks], clean[picks]).mean()),
+                                                 abs=1e-6)
+    assert subset.ssim_degraded == pytest.approx(float(ssim_per_image(degraded[picks], clean[picks]).mean()),
+                                                 abs=1e-6)
+    full = predict_batches(model, batches, torch.device("cpu"), amp=False)
+    assert subset.psnr_degraded != full.psnr_degraded
+    np.testing.assert_array_equal(subset.pred, full.pred)   # V/A always over every frame

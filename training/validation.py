@@ -45,7 +45,8 @@ class Validator:
     def run(self, model: ALN, step: int, stage_index: int, runlog: RunLog) -> dict[str, dict[str, float]]:
         """Score ``model``, log everything at ``step`` and return the headline scores per dimension."""
         loader = eval_loader(self.val_set, self.cfg.data.eval_batch_size, self.cfg.data.num_workers)
-        preds = predict_batches(model, loader, self.device, self.cfg.train.amp, self.degraded_reference)
+        preds = predict_batches(model, loader, self.device, self.cfg.train.amp, self.degraded_reference,
+                                self.cfg.train.restoration_every)
         if preds.psnr_degraded is not None and self.degraded_reference is None:
             self.degraded_reference = DegradedReference(preds.psnr_degraded, preds.ssim_degraded)
         if not np.isfinite(preds.pred).all():
