@@ -182,6 +182,8 @@ class Trainer:
             raise FloatingPointError(f"{bad} is not finite at step {self.step}")
         values["lr/g" if self.stepper.opt_d is None else "lr/d"] = self.stepper.learning_rate()
         values["stage"] = self.stage.index
+        if self.device.type == "cuda":   # this process's peak since start: what a batch size or image size costs
+            values["sys/gpu_peak_memory_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
         if self.runlog:
             self.runlog.scalars(self.step, values)
         return values

@@ -57,7 +57,7 @@ from data.samples.loaders import (  # noqa: E402
     scoring_dataset,
     train_loader,
 )
-from gan.evaluation import DegradedReference, predict_batches  # noqa: E402
+from gan.evaluation import DegradedReference, autocast, predict_batches  # noqa: E402
 from gan.models import ALN, ModelConfig  # noqa: E402
 
 NETWORKS = {"demo": dict(g_conv_dim=16, g_res_blocks=2, d_conv_dim=16),
@@ -118,6 +118,7 @@ def _train_args(tree: Path, networks: str, run_dir: Path, workers: int) -> list[
     sizes = NETWORKS[networks]
     return [sys.executable, "train.py", "--config", str(PRESET), f"data.root={tree}", "data.audio.enabled=false",
             f"run.dir={run_dir}", "train.log_every=1", "train.eval_every=1000000", "train.max_steps=1000000",
+            "train.stages=[]",   # GAN iterations (n_critic 5) from the first step, not the denoise stage
             f"data.num_workers={workers}", f"model.g_conv_dim={sizes['g_conv_dim']}",
             f"model.g_res_blocks={sizes['g_res_blocks']}", f"model.d_conv_dim={sizes['d_conv_dim']}"]
 
@@ -127,14 +128,16 @@ def start_section(tree: Path, networks: str, steps: int, workers: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         metrics = Path(tmp) / "run" / "metrics.jsonl"
         marks: dict[int, float] = {}
+        gpu_memory: list[float] = []
         t0 = time.perf_counter()
 
         def until():
             if metrics.is_file():
-                logged = [json.loads(x)["step"] for x in metrics.read_text().splitlines() if '"D/' in x or '"G/' in x]
-                for s in logged:
-                    marks.setdefault(s, time.perf_counter() - t0)
-                if len(logged) >= steps:
+                rows = [json.loads(x) for x in metrics.read_text().splitlines() if '"D/' in x or '"G/' in x]
+                for row in rows:
+                    marks.setdefault(row["step"], time.perf_counter() - t0)
+                    gpu_memory.append(row.get("sys/gpu_peak_memory_gb", 0.0))
+                if len(rows) >= steps:
                     return True
             return None
 
@@ -143,7 +146,7 @@ def start_section(tree: Path, networks: str, steps: int, workers: int) -> dict:
         raise SystemExit(f"error: train.py logged fewer than 2 steps:\n{result['output'][-3000:]}")
     first, last = min(marks), max(marks)
     return {"first_step_s": marks[first], "s_per_step": (marks[last] - marks[first]) / (last - first),
-            "peak_rss_gb": result["peak_rss_gb"]}
+            "peak_rss_gb": result["peak_rss_gb"], "gpu_peak_memory_gb": max(gpu_memory)}
 
 
 def loader_section(tree: Path, workers: list[int], batches: int = 40) -> dict[int, float]:
@@ -164,48 +167,67 @@ def loader_section(tree: Path, workers: list[int], batches: int = 40) -> dict[in
     return rates
 
 
-def _model(networks: str) -> ALN:
+def _model(networks: str, device: torch.device | None = None) -> ALN:
     torch.manual_seed(0)
-    return ALN(ModelConfig(image_size=IMAGE_SIZE, **NETWORKS[networks]), audio_dim=AUDIO_DIM).eval()
+    model = ALN(ModelConfig(image_size=IMAGE_SIZE, **NETWORKS[networks]), audio_dim=AUDIO_DIM)
+    return model.to(device or torch.device("cpu")).eval()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 @torch.no_grad()
 def _forward_only(model: ALN, batches: list[dict]) -> None:
-    """The six network passes validation needs per frame, on batches already in memory."""
+    """The six network passes validation needs per frame, on batches already on the model's device."""
+    device = next(model.parameters()).device
     for b in batches:
-        restored, z = model.restore(b["face"])
-        model.critic(restored, z, b["audio"])
-        model.critic(b["face"], z, b["audio"])
-        restored_deg, z_deg = model.restore(b["face_degraded"])
-        model.critic(restored_deg, z_deg, b["audio"])
-        model.critic(b["face_degraded"], z_deg, b["audio"])
+        with autocast(device, True):
+            restored, z = model.restore(b["face"])
+            model.critic(restored, z, b["audio"])
+            model.critic(b["face"], z, b["audio"])
+            restored_deg, z_deg = model.restore(b["face_degraded"])
+            model.critic(restored_deg, z_deg, b["audio"])
+            model.critic(b["face_degraded"], z_deg, b["audio"])
+    _sync(device)
 
 
-def validation_section(tree: Path, networks: str, frames: int, batch_size: int, workers: int) -> dict:
+def validation_section(tree: Path, networks: str, frames: int, batch_size: int, workers: int,
+                       device: torch.device) -> dict:
+    """Per-frame milliseconds of validation's parts on the first ``frames`` validation frames (see the docstring)."""
     cfg = DataConfig(dataset="affwild2", root=str(tree))
     cfg.audio.enabled = False
     split, _ = load_split(cfg, "val")
     dataset = torch.utils.data.Subset(scoring_dataset(split, IMAGE_SIZE, cfg.degrade), range(frames))
-    model, cpu = _model(networks), torch.device("cpu")
-    in_memory = [collate([dataset[i] for i in range(s, min(s + batch_size, frames))])
-                 for s in range(0, frames, batch_size)]
+    model = _model(networks, device)
+    in_memory = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in collate(
+        [dataset[i] for i in range(s, min(s + batch_size, frames))]).items()} for s in range(0, frames, batch_size)]
+    every = 4   # train.restoration_every's default
     timings = {}
 
-    def timed(name, fn):
+    def timed(name, fn, n=frames):
+        _forward_only(model, in_memory[:1])   # warm-up (cuDNN autotuning, allocator)
         start = time.perf_counter()
         out = fn()
-        timings[name] = (time.perf_counter() - start) / frames * 1e3
+        _sync(device)
+        timings[name] = (time.perf_counter() - start) / n * 1e3
         return out
 
-    timed("data loading alone", lambda: [None for _ in eval_loader(dataset, batch_size, 0)])
+    timed("data loading alone", lambda: [None for _ in eval_loader(dataset, batch_size, workers)])
     timed("forward passes alone", lambda: _forward_only(model, in_memory))
     first = timed("now: first validation", lambda: predict_batches(
-        model, eval_loader(dataset, batch_size, workers), cpu, amp=False))
+        model, eval_loader(dataset, batch_size, workers), device, restoration_every=every))
     reference = DegradedReference(first.psnr_degraded, first.ssim_degraded)
     timed("now: later validations", lambda: predict_batches(
-        model, eval_loader(dataset, batch_size, workers), cpu, amp=False, degraded_reference=reference))
+        model, eval_loader(dataset, batch_size, workers), device, degraded_reference=reference,
+        restoration_every=every))
+    # the former pass is slow (NumPy SSIM on the host): timed on at most 1024 of the frames
+    legacy = torch.utils.data.Subset(dataset, range(min(frames, 1024)))
     old = timed("before: every validation", lambda: legacy_predict_batches(
-        model, eval_loader(dataset, batch_size, 0), cpu))
+        model, eval_loader(legacy, batch_size, 0), device), n=len(legacy))
+    # every frame of the same subset, for the agreement with the former pass
+    first = predict_batches(model, in_memory[:len(range(0, len(legacy), batch_size))], device)
     agreement = {k: abs(getattr(first, k) - old[k]) for k in ("psnr_restored", "psnr_degraded",
                                                               "ssim_restored", "ssim_degraded")}
     agreement["pred"] = float(np.abs(first.pred - old["pred"]).max())
@@ -264,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--networks", nargs="+", choices=list(NETWORKS), default=["demo", "paper"])
     p.add_argument("--val-frames", type=int, default=1024, help="validation frames timed (paper networks: /4)")
     p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--device", default="auto", help="auto (CUDA when there is one) | cpu | cuda")
+    p.add_argument("--val-workers", type=int, default=-1,
+                   help="loader workers of the timed validation (default: 0 on the CPU, 8 on CUDA as the preset)")
     p.add_argument("--gpu-tflops", type=float, default=150.0,
                    help="assumed effective bf16 TFLOP/s of the GPU for the projection (not measured here)")
     p.add_argument("--skip", default="", help="comma-separated sections to skip: index,start,loader,validation,"
@@ -271,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     skip = set(filter(None, a.skip.split(",")))
     torch.set_num_threads(os.cpu_count() or 1)
+    device = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if a.device == "auto" else a.device)
+    on_gpu = device.type == "cuda"
+    val_workers = a.val_workers if a.val_workers >= 0 else (8 if on_gpu else 0)
     manifest = build_tree(a.tree, TreeSpec(videos=a.videos, frames=a.frames))
     print(f"tree {a.tree}: {manifest['videos']} videos, {manifest['frames']:,} frames "
           f"({manifest['split_frames']['val']:,} validation), {manifest['crops']:,} crops; "
@@ -283,18 +312,21 @@ def main(argv: list[str] | None = None) -> int:
     for networks in a.networks:
         print(f"\n== {networks} networks ({NETWORKS[networks]}), 128 px, batch {BATCH}")
         if "start" not in skip:
-            r = start_section(a.tree, networks, steps=4 if networks == "paper" else 8, workers=max(a.workers))
+            workers = 8 if on_gpu else max(a.workers)
+            steps = 60 if on_gpu else (4 if networks == "paper" else 8)
+            r = start_section(a.tree, networks, steps=steps, workers=workers)
             report[f"start_{networks}"] = r
-            print(f"start: first step after {r['first_step_s']:.1f} s; {r['s_per_step']:.2f} s/step on this CPU "
-                  f"({BATCH / r['s_per_step']:.0f} samples/s consumed); peak RSS over all processes "
-                  f"{r['peak_rss_gb']:.2f} GB ({max(a.workers)} loader workers)")
+            print(f"start (train.py, {device}, {workers} loader workers): first step after {r['first_step_s']:.1f} s; "
+                  f"{r['s_per_step']:.3f} s/step ({BATCH / r['s_per_step']:.0f} samples/s consumed); peak RSS over "
+                  f"all processes {r['peak_rss_gb']:.2f} GB" +
+                  (f"; peak GPU memory {r['gpu_peak_memory_gb']:.2f} GB" if on_gpu else ""))
         if "validation" not in skip:
-            frames = a.val_frames if networks == "demo" else max(64, a.val_frames // 4)
-            r = validation_section(a.tree, networks, frames, batch_size=128, workers=0)
+            frames = a.val_frames if networks == "demo" or on_gpu else max(64, a.val_frames // 4)
+            r = validation_section(a.tree, networks, frames, 128, val_workers, device)
             report[f"validation_{networks}"] = r
             ms = r["ms_per_frame"]
             forward = ms["forward passes alone"]
-            print(f"validation on {frames} frames (batch 128, in-process loading):")
+            print(f"validation on {frames} frames ({device}, batch 128, {val_workers} loader workers):")
             print(f"  {'path':<28}{'ms/frame':>10}{'s per 10k':>11}{'beyond forward':>16}")
             for name, value in ms.items():
                 beyond = "" if name == "forward passes alone" else f"{value - forward:.2f} ms"
@@ -304,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"|dSSIM| {max(ag['ssim_restored'], ag['ssim_degraded']):.1e}, |dV/A| {ag['pred']:.1e}")
     if "evaluate" not in skip:
         small = a.tree.with_name(a.tree.name + "-10k-val")
-        made = build_tree(small, TreeSpec(videos=40, frames=100_000))
+        made = build_tree(small, TreeSpec(videos=40, frames=72_000))
         r = evaluate_section(small, "demo", workers=0)
         report["evaluate_demo"] = r
         print(f"\nevaluate.py --split val, demo networks, {r['frames']:,} frames of {small} "
@@ -317,15 +349,27 @@ def main(argv: list[str] | None = None) -> int:
         print("\ntraining loader at 128 px, batch 32 (samples/s): " +
               ", ".join(f"{k} workers {v:.0f}" for k, v in rates.items()))
     if "projection" not in skip:
-        projection(report, a)
+        projection(report, a, on_gpu)
     out = Path(tempfile.gettempdir()) / "aln-scale.json"
     out.write_text(json.dumps({k: v for k, v in report.items()}, indent=2, default=str))
     print(f"\nall figures: {out}")
     return 0
 
 
-def projection(report: dict, a) -> None:
+def projection(report: dict, a, on_gpu: bool) -> None:
     """The Aff-Wild2 preset (paper networks) on one GPU: training iterations against validations."""
+    if on_gpu and "start_paper" in report and "validation_paper" in report:
+        train_s = PRESET_STEPS * report["start_paper"]["s_per_step"]   # GAN iterations; denoise ones cost less
+        ms = report["validation_paper"]["ms_per_frame"]
+        print("\nAff-Wild2 preset on this GPU (MEASURED: s/step of train.py and ms/frame of validation above):")
+        print(f"  training iterations: {train_s / 3600:.1f} h ({PRESET_STEPS:,} at the GAN iteration's "
+              f"{report['start_paper']['s_per_step']:.3f} s)")
+        for label, key in (("before", "before: every validation"), ("now", "now: later validations")):
+            total = PRESET_VALIDATIONS * AFFWILD2_VAL_FRAMES * ms[key] / 1e3
+            report.setdefault("measured", {})[f"validation_{label}_h"] = total / 3600
+            print(f"  validation {label:6s}: {ms[key]:.3f} ms/frame -> {total / 3600:5.1f} h for {PRESET_VALIDATIONS} "
+                  f"validations of {AFFWILD2_VAL_FRAMES:,} frames = {100 * total / train_s:.0f} % of the training time")
+        return
     flops = flops_per_iteration("paper")
     eff = a.gpu_tflops * 1e12
     train_s = (PRESET_DENOISE * flops["denoise"] + (PRESET_STEPS - PRESET_DENOISE) * flops["gan"]) / eff

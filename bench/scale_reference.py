@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from gan.evaluation import autocast
+
 
 def _gaussian_filter(x: np.ndarray, sigma: float = 1.5, radius: int = 5) -> np.ndarray:
     t = np.arange(-radius, radius + 1, dtype=np.float64)
@@ -44,12 +46,13 @@ def legacy_predict_batches(model, batches, device: torch.device) -> dict:
     for batch in batches:
         batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         face, degraded, audio = batch["face"], batch["face_degraded"], batch["audio"]
-        restored, z = model.restore(face)
-        preds.append(model.critic(restored, z, audio)[1].float().cpu())
-        model.critic(face, z, audio)[1].float().cpu()
-        restored_deg, z_deg = model.restore(degraded)
-        model.critic(restored_deg, z_deg, audio)[1].float().cpu()
-        model.critic(degraded, z_deg, audio)[1].float().cpu()
+        with autocast(device, True):
+            restored, z = model.restore(face)
+            preds.append(model.critic(restored, z, audio)[1].float().cpu())
+            model.critic(face, z, audio)[1].float().cpu()
+            restored_deg, z_deg = model.restore(degraded)
+            model.critic(restored_deg, z_deg, audio)[1].float().cpu()
+            model.critic(degraded, z_deg, audio)[1].float().cpu()
         clean = face.float().cpu().numpy()
         rest = restored_deg.float().clamp(-1, 1).cpu().numpy()
         deg = degraded.float().cpu().numpy()
