@@ -43,13 +43,27 @@ def read_rgb(path: Path) -> np.ndarray:
         raw = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise DataError(f"{path}: cannot read image file ({exc.strerror or exc.__class__.__name__})") from exc
-    if path.suffix.lower() in (".jpg", ".jpeg") and raw[-2:].tobytes() != _JPEG_END and \
-            raw.tobytes().rstrip(b"\x00")[-2:] != _JPEG_END:
-        raise DataError(f"{path}: truncated JPEG (no end-of-image marker)")
+    return decode_rgb(raw, str(path), jpeg=path.suffix.lower() in (".jpg", ".jpeg"))
+
+
+def decode_rgb(raw: np.ndarray, where: str, jpeg: bool = True) -> np.ndarray:
+    """Decode an image file's bytes (uint8 array) to (H, W, 3) uint8 RGB with :func:`read_rgb`'s checks.
+
+    Shared by the crop files and the packed store (``data.samples.packed``), so both refuse the same bad
+    input and give bit-identical pixels; ``where`` names the file in the error (for a packed crop, its file
+    and the pack holding it).
+    """
+    if jpeg and raw[-2:].tobytes() != _JPEG_END and raw.tobytes().rstrip(b"\x00")[-2:] != _JPEG_END:
+        raise DataError(f"{where}: truncated JPEG (no end-of-image marker)")
     image = cv2.imdecode(raw, cv2.IMREAD_COLOR) if raw.size else None
     if image is None:
-        raise DataError(f"{path}: cannot decode image (corrupt or not an image)")
+        raise DataError(f"{where}: cannot decode image (corrupt or not an image)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_crop(record: VideoRecord, frame: int) -> np.ndarray:
+    """The face crop of ``frame`` of ``record`` from its JPEG file (``data.store=jpeg``, the default)."""
+    return read_rgb(record.image_path(frame))
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -68,12 +82,17 @@ class AffectFrameDataset(Dataset):
             ``face_degraded``.
         fixed_seed_base: when set, a plain integer index uses seed ``fixed_seed_base + index`` for its
             degradation (validation: the same degraded frame at every evaluation).
+        read_image: ``(record, frame) -> (H, W, 3) uint8 RGB``, where the crops come from: the JPEG files
+            (:func:`read_crop`, default) or a packed store (:class:`data.samples.packed.PackedCrops`), which
+            gives the same pixels.
     """
 
     def __init__(self, records: Sequence[VideoRecord], image_size: int, audio: dict[str, np.ndarray],
                  degrader: Callable[[np.ndarray, int], np.ndarray] | None = None,
-                 fixed_seed_base: int | None = None):
+                 fixed_seed_base: int | None = None,
+                 read_image: Callable[[VideoRecord, int], np.ndarray] = read_crop):
         self.records = list(records)
+        self.read_image = read_image
         self.image_size = image_size
         self.audio = audio
         self.degrader = degrader
@@ -97,12 +116,23 @@ class AffectFrameDataset(Dataset):
             return image
         return cv2.resize(image, (self.image_size, self.image_size), interpolation=cv2.INTER_AREA)
 
+    def __getitems__(self, keys: Sequence[int | tuple[int, int]]) -> list[dict]:
+        """The samples of one batch (a DataLoader asks for a batch at once): ``[self[key] for key in keys]``.
+
+        A reader that can (the packed store) first starts reading every crop of the batch, so their cold reads
+        overlap instead of queueing one behind the other; the samples are the same either way.
+        """
+        prefetch = getattr(self.read_image, "prefetch", None)
+        if prefetch is not None:
+            prefetch([self.locate(int(key[0] if isinstance(key, tuple) else key)) for key in keys])
+        return [self[key] for key in keys]
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         index, seed = key if isinstance(key, tuple) else (key, None)
         if seed is None and self.fixed_seed_base is not None:
             seed = self.fixed_seed_base + int(index)
         record, frame = self.locate(int(index))
-        image = read_rgb(record.image_path(frame))
+        image = self.read_image(record, frame)
         sample = {
             "face": to_tensor(self.resize(image)),
             "va": torch.from_numpy(record.labels[frame - 1].copy()),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,12 +25,14 @@ from data.datasets.sewa import SewaConfig, index_sewa, split_recordings
 from data.errors import DataError
 from data.preprocess.audio import AudioConfig, AudioStandardiser, video_audio_features
 from data.samples.abaw_test_set import index_test_split
-from data.samples.dataset import AffectFrameDataset, read_rgb, to_tensor
+from data.samples.dataset import AffectFrameDataset, read_crop, read_rgb, to_tensor
 from data.samples.degrade import ARTEFACTS, DegradeConfig, Degrader
+from data.samples.packed import PackedCrops
 
 log = logging.getLogger(__name__)
 
 DATASETS = ("demo", "affwild2", "sewa")
+STORES = ("jpeg", "packed")
 VAL_SEED_BASE = 1_000_000_007  # validation degradations use seeds disjoint from training's
 
 
@@ -47,6 +49,7 @@ class DataConfig:
     drift_tolerance: float = 0.05  # warn when a video's audio and frames / fps differ in length by more (relative)
     fps_from_audio: bool = True    # for a video at default_fps that drifts: frame rate = frames / audio seconds
     num_workers: int = 1           # DataLoader worker processes for training batches
+    store: str = "jpeg"            # jpeg: the crop files | packed: ROOT/cropped_packed (python -m data.pack ROOT)
     eval_batch_size: int = 128
     demo: DemoSpec = field(default_factory=DemoSpec)   # size of the generated demo data (dataset=demo)
     sewa: SewaConfig = field(default_factory=SewaConfig)  # label mapping, delays, protocol (dataset=sewa)
@@ -58,6 +61,8 @@ class DataConfig:
             raise ValueError(f"data.dataset must be one of {DATASETS}, got {self.dataset!r}")
         if self.dataset != "demo" and not self.root:
             raise ValueError(f"data.root must be set for data.dataset={self.dataset}")
+        if self.store not in STORES:
+            raise ValueError(f"data.store must be one of {STORES}, got {self.store!r}")
         if self.num_workers < 0 or self.eval_batch_size < 1:
             raise ValueError("data.num_workers must be >= 0 and data.eval_batch_size >= 1")
         try:
@@ -116,6 +121,16 @@ def compute_audio(records: list[VideoRecord], cfg: AudioConfig) -> dict[str, np.
 class SplitData:
     records: list[VideoRecord]
     audio: dict[str, np.ndarray]   # standardised
+    store: str = "jpeg"            # where build_dataset reads the crops from (DataConfig.store)
+    packed: PackedCrops | None = field(default=None, init=False, repr=False, compare=False)  # opened once
+
+    def read_image(self) -> Callable[[VideoRecord, int], np.ndarray]:
+        """The crop reader of this split's store; a packed store is opened (and checked) once per split."""
+        if self.store != "packed":
+            return read_crop
+        if self.packed is None:
+            self.packed = PackedCrops(self.records)
+        return self.packed
 
 
 def load_split(cfg: DataConfig, split: str, standardiser: AudioStandardiser | None = None
@@ -131,7 +146,7 @@ def load_split(cfg: DataConfig, split: str, standardiser: AudioStandardiser | No
         usable = np.concatenate([raw[r.name][r.frames - 1] for r in records])
         heard = usable[np.any(usable != 0, axis=1)]  # missing or silent audio is all zeros: not a measurement
         standardiser = AudioStandardiser.fit(heard if len(heard) else usable)
-    return SplitData(records, {k: _standardise(standardiser, v) for k, v in raw.items()}), standardiser
+    return SplitData(records, {k: _standardise(standardiser, v) for k, v in raw.items()}, cfg.store), standardiser
 
 
 def _standardise(standardiser: AudioStandardiser, features: np.ndarray) -> np.ndarray:
@@ -148,8 +163,9 @@ def _standardise(standardiser: AudioStandardiser, features: np.ndarray) -> np.nd
 
 def build_dataset(split: SplitData, image_size: int, degrade: DegradeConfig | None,
                   fixed_seed_base: int | None = None) -> AffectFrameDataset:
+    """The samples of ``split``, with crops read from its store (``data.store``: JPEG files or packed; same pixels)."""
     degrader = Degrader(degrade) if degrade is not None else None
-    return AffectFrameDataset(split.records, image_size, split.audio, degrader, fixed_seed_base)
+    return AffectFrameDataset(split.records, image_size, split.audio, degrader, fixed_seed_base, split.read_image())
 
 
 def scoring_dataset(split: SplitData, image_size: int, degrade: DegradeConfig | None) -> AffectFrameDataset:
