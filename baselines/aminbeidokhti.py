@@ -62,9 +62,14 @@ class AminbeidokhtiConfig:
                              f"{n_features} features")
 
 
+def window_context(window: int) -> tuple[int, int]:
+    """(left, right) steps of :func:`sliding_windows`' window around its centre."""
+    return window // 2, (window - 1) // 2
+
+
 def sliding_windows(x: torch.Tensor, window: int) -> torch.Tensor:
     """(B, T, ...) -> (B, T, window, ...): the steps t - window//2 ... t + (window-1)//2, zero outside."""
-    before, after = window // 2, (window - 1) // 2
+    before, after = window_context(window)
     padded = F.pad(x.movedim(1, -1), (before, after))           # (B, ..., T + window - 1)
     return padded.unfold(-1, window, 1).movedim(-2, 1).movedim(-1, 2)
 
@@ -137,6 +142,11 @@ class TemporalAttentionNet(nn.Module):
         self.penalty = torch.zeros(())
         self.last_frame_weights: torch.Tensor | None = None
 
+    def temporal_context(self) -> tuple[int, int]:
+        """(left, right) steps that output t reads: its window (frames are encoded one by one), so chunked
+        prediction with this context is exact."""
+        return window_context(self.cfg.window)
+
     def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None,
                 maps: torch.Tensor | None = None) -> torch.Tensor:
         if maps is None:
@@ -194,6 +204,11 @@ class AugmentedEnsemble(nn.Module):
             pooled = self.cnn(maps.flatten(0, 1)).mean(dim=(2, 3))
             parts.append(pooled.view(*maps.shape[:2], -1) * mask[..., None].to(pooled.dtype))
         return [window_moments(p, mask, self.cfg.window) for p in parts]
+
+    def temporal_context(self) -> tuple[int, int]:
+        """(left, right) steps that output t reads: its window (frames are encoded one by one), so chunked
+        prediction with this context is exact."""
+        return window_context(self.cfg.window)
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None,
                 maps: torch.Tensor | None = None) -> torch.Tensor:

@@ -14,9 +14,11 @@ Models A–E, each predicting every dimension with its own filters ("one emotion
 * **E** — B on a reduced feature subset (``features``, indices into the input features).
 
 Convolutions are centred ('same' padding: output t sees inputs t − T_F/2 ... t + T_F/2 − 1, the paper's
-Eq. 5). Padded time steps of a batch are zeroed before the first convolution, so they never reach a real
-step's output. Trained with 1 − CCC (:func:`masked_ccc_loss`) and RMSprop (lr 1e-3) in the paper, with an
-optional L1 penalty on the filter (:meth:`PanditCNN.filter_l1`).
+Eq. 5). Padded time steps of a batch are zeroed before every convolution (model A's hidden layers included:
+their bias would otherwise make padding reach real steps), so a recording's outputs do not depend on what it
+is batched with, and prediction in chunks is exact (:meth:`PanditCNN.temporal_context`). Trained with
+1 − CCC (:func:`masked_ccc_loss`) and RMSprop (lr 1e-3) in the paper, with an optional L1 penalty on the
+filter (:meth:`PanditCNN.filter_l1`).
 """
 
 from __future__ import annotations
@@ -90,13 +92,23 @@ class PanditCNN(nn.Module):
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None,
                 maps: torch.Tensor | None = None) -> torch.Tensor:
-        x = features.index_select(-1, self.feature_index)
-        if mask is not None:
-            x = x * mask[..., None].to(x.dtype)   # padded steps contribute nothing to real steps
-        h = self.act(self.conv(x.transpose(1, 2)))
+        h = features.index_select(-1, self.feature_index).transpose(1, 2)
+        keep = None if mask is None else mask[:, None].to(h.dtype)
+        for layer in (self.conv if isinstance(self.conv, nn.Sequential) else [self.conv]):
+            if keep is not None and isinstance(layer, SameConv1d):
+                h = h * keep   # padded steps are 0 before every convolution, so they never reach a real step
+            h = layer(h)
+        h = self.act(h)
         if self.dense is not None:
             h = self.dense(h)
         return h.transpose(1, 2)
+
+    def temporal_context(self) -> tuple[int, int]:
+        """(left, right): output t reads inputs t − left ... t + right and nothing else (the convolutions' kernels
+        summed; the dense layer is per step), so prediction in chunks with this much context on both sides is
+        exact (training/sequence_inputs.py)."""
+        convs = [m for m in self.modules() if isinstance(m, SameConv1d)]
+        return (sum((c.kernel_size[0] - 1) // 2 for c in convs), sum(c.kernel_size[0] // 2 for c in convs))
 
     def filter_l1(self) -> torch.Tensor:
         """L1 norm of the single filter's weights (the paper's optional sparsity penalty)."""

@@ -90,6 +90,9 @@ class AttentiveDecoder(nn.Module):
         state = encoded.new_zeros(b, self.cell.hidden_size)
         memory = encoded.new_zeros(b, self.cell.hidden_size)
         keys = self.w_enc(encoded)
+        # the (B, T, T) weights are kept for inspection only with gradients on (autograd holds them then anyway):
+        # predicting a 47 k-step recording under no_grad would otherwise hold 8.8 GB of them
+        keep = torch.is_grad_enabled()
         outputs, weights = [], []
         for _ in range(steps):
             scores = self.v(torch.tanh(keys + self.w_state(state)[:, None])).squeeze(-1)
@@ -97,8 +100,9 @@ class AttentiveDecoder(nn.Module):
             context = (alpha[..., None] * encoded).sum(dim=1)
             state, memory = self.cell(context, (state, memory))
             outputs.append(self.head(torch.cat([state, context], dim=-1)))
-            weights.append(alpha)
-        self.last_weights = torch.stack(weights, dim=1)       # (B, T_out, T_in), rows sum to 1
+            if keep:
+                weights.append(alpha)
+        self.last_weights = torch.stack(weights, dim=1) if keep else None   # (B, T_out, T_in), rows sum to 1
         return torch.stack(outputs, dim=1)
 
 
@@ -121,8 +125,17 @@ class RajuRNN(nn.Module):
         self.decoder = AttentiveDecoder(2 * cfg.hidden, cfg.hidden, n_outputs) if cfg.model != "EAF" else None
         self.head = nn.Linear(2 * cfg.hidden, n_outputs) if cfg.model == "EAF" else None
 
-    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None,
-                maps: torch.Tensor | None = None) -> torch.Tensor:
+    def temporal_context(self) -> None:
+        """None: every output reads the whole recording (bidirectional LSTMs; AED's and EMAFN's attention over
+        all encoder states). Prediction therefore computes :meth:`step_inputs` in chunks and runs
+        :meth:`recurrent` over whole recordings (training/sequence_inputs.py)."""
+        return None
+
+    def step_inputs(self, features: torch.Tensor, mask: torch.Tensor | None = None,
+                    maps: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, W) inputs of the LSTMs: the features, the faces' video stream and EAF's attention front. Each
+        row depends on its own step only, so a long recording's rows can be computed a chunk at a time (its
+        face maps and CNN activations never whole) and only these W numbers per step kept."""
         b, steps, _ = features.shape
         mask = mask if mask is not None else torch.ones(b, steps, dtype=torch.bool, device=features.device)
         if self.cnn is not None:
@@ -131,8 +144,16 @@ class RajuRNN(nn.Module):
             video = self.cnn(maps.flatten(0, 1)).mean(dim=(2, 3)).view(b, steps, -1)
             features = torch.cat([features, video], dim=-1)
         x = features * mask[..., None].to(features.dtype)
-        if self.front is not None:
-            x = self.front(x)
+        return self.front(x) if self.front is not None else x
+
+    def recurrent(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, W) step inputs -> (B, T, D) predictions in [-1, 1]: the encoder and the head or decoder."""
+        b, steps, _ = x.shape
+        mask = mask if mask is not None else torch.ones(b, steps, dtype=torch.bool, device=x.device)
         encoded = _run_lstm(self.encoder, x, _lengths(mask, b, steps))
         out = self.head(encoded) if self.head is not None else self.decoder(encoded, mask)
         return torch.tanh(out)
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None,
+                maps: torch.Tensor | None = None) -> torch.Tensor:
+        return self.recurrent(self.step_inputs(features, mask, maps), mask)

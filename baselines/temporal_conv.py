@@ -45,6 +45,12 @@ class TemporalConvNet(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.out = nn.Conv1d(cfg.channels, n_outputs, 1)
 
+    def temporal_context(self) -> tuple[int, int]:
+        """(left, right) steps that output t reads: (kernel // 2)(2^blocks − 1) on each side (the 1×1 layers add
+        none), so chunked prediction with this context is exact."""
+        side = (self.cfg.kernel // 2) * (2 ** self.cfg.blocks - 1)
+        return side, side
+
     def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None,
                 maps: torch.Tensor | None = None) -> torch.Tensor:
         keep = (mask if mask is not None else torch.ones(features.shape[:2], dtype=torch.bool,

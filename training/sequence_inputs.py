@@ -11,6 +11,10 @@ spatial-attention models, its face crops (``sequence.maps=faces``). ``sequence.f
 * ``aln`` — per-frame ALN features exported from a checkpoint (``features_dir``, or on the fly from
   ``aln_checkpoint``). Labels are shifted earlier by the
 annotator delays for training; predictions are shifted back for scoring (:func:`predict_frames`).
+
+Face crops come from the memory-mapped face cache (``data.samples.sequences.cached_face_maps``), and prediction
+runs in windows of ``sequence.predict_chunk`` steps plus each model's context (:func:`predict_sequences`), so
+neither a recording's maps nor its activations are ever needed whole (Aff-Wild2's recordings reach 47 k frames).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from data.datasets.avec_features import align_to_labels, read_feature_file
 from data.errors import DataError
 from data.preprocess.audio import N_LLD, AudioStandardiser, lld_names, lld_track, pool_to_hop
 from data.samples.loaders import SplitData, load_split
-from data.samples.sequences import INVALID, Sequence, collate_sequences, delay_labels, face_maps
+from data.samples.sequences import INVALID, Sequence, cached_face_maps, collate_sequences, delay_labels
 from gan.checkpoint import CheckpointError, load_checkpoint
 from gan.evaluation import Predictions
 from gan.features import LAYOUT
@@ -40,6 +44,9 @@ from runconfig import ConfigError, RunConfig, build_config
 from training.export_features import checkpoint_fingerprint, export
 
 log = logging.getLogger(__name__)
+
+PREDICT_CHUNK = 4096     # sequence.predict_chunk: output steps per prediction window; 0 = whole recordings
+PREDICT_CONTEXT = 0      # sequence.predict_context: recurrent models: 0 = exact, N = windows with N steps per side
 
 
 def dimensions(cfg: RunConfig) -> tuple[str, ...]:
@@ -80,11 +87,13 @@ def sequences_of(split: SplitData, cfg: RunConfig, export: bool = True) -> list[
         if without:
             log.warning("%d recording(s) without liking labels: their liking counts as unlabelled (%s)",
                         len(without), ", ".join(without[:5]))
+    maps = [None] * len(split.records)
+    if cfg.sequence.maps == "faces":
+        maps = cached_face_maps(split.records, cfg.sequence.face_size, cfg.data.num_workers)
     out = []
-    for record in split.records:
+    for record, faces in zip(split.records, maps, strict=True):
         labels = delay_labels(labels_of(record, cfg), delays_in_steps(cfg, record.fps))
-        maps = face_maps(record, cfg.sequence.face_size) if cfg.sequence.maps == "faces" else None
-        out.append(Sequence(record.name, _features(split, record, cfg, columns), labels, maps))
+        out.append(Sequence(record.name, _features(split, record, cfg, columns), labels, faces))
     return out
 
 
@@ -144,7 +153,7 @@ def _features(split: SplitData, record: VideoRecord, cfg: RunConfig, columns: np
     selected ALN parts)."""
     name, n_frames, kind = record.name, record.n_frames, cfg.sequence.features
     if kind == "egemaps":
-        return split.audio[name].astype(np.float32)
+        return np.asarray(split.audio[name], np.float32)   # no copy: the split already holds 200 B per frame
     if kind == "egemaps_hop":
         if record.audio is None or not record.audio.is_file():
             log.warning("%s: no audio file, using zero eGeMAPS features", name)
@@ -229,16 +238,127 @@ def run_model(model: torch.nn.Module, batch: dict) -> torch.Tensor:
     return model(batch["features"], batch["mask"], maps=batch["maps"])
 
 
-@torch.no_grad()
-def predict_sequences(model: torch.nn.Module, sequences: list[Sequence], batch_size: int) -> list[np.ndarray]:
-    """(T, D) outputs per recording, ``batch_size`` recordings at a time (output t answers the delayed label t)."""
-    model.eval()
+def prediction_settings(cfg: RunConfig) -> tuple[int, int]:
+    """(``sequence.predict_chunk``, ``sequence.predict_context``); the defaults above where the config section
+    (runconfig.py's ``SequenceSection``) does not define these keys."""
+    s = cfg.sequence
+    return int(getattr(s, "predict_chunk", PREDICT_CHUNK)), int(getattr(s, "predict_context", PREDICT_CONTEXT))
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """Steps [lo, hi) of recording ``index`` are run; outputs [start, stop) of them are kept."""
+
+    index: int
+    lo: int
+    hi: int
+    start: int
+    stop: int
+
+
+def prediction_windows(lengths: list[int], chunk: int, context: tuple[int, int]) -> list[Window]:
+    """Each recording cut into ``chunk`` output steps with ``context`` on both sides (clipped to the recording);
+    ``chunk`` 0 keeps recordings whole."""
+    left, right = context
     out = []
-    for i in range(0, len(sequences), batch_size):
-        chunk = sequences[i:i + batch_size]
-        pred = run_model(model, collate_sequences(chunk))
-        out += [pred[j, :len(s)].numpy() for j, s in enumerate(chunk)]
+    for i, n in enumerate(lengths):
+        step = chunk or max(n, 1)
+        for start in range(0, n, step):
+            stop = min(start + step, n)
+            out.append(Window(i, max(0, start - left), min(n, stop + right), start, stop))
     return out
+
+
+def window_batches(windows: list[Window], batch_size: int, chunk: int, context: tuple[int, int]
+                   ) -> list[list[Window]]:
+    """Windows grouped into forward passes: with ``chunk`` 0, ``batch_size`` recordings each (as whole-recording
+    prediction always did); else as many windows as fit in one full window's steps once padded to the longest
+    (short recordings share a pass), so a pass never holds more than chunk + context steps."""
+    if not chunk:
+        return [windows[i:i + batch_size] for i in range(0, len(windows), batch_size)]
+    budget = chunk + sum(context)
+    batches, current, longest = [], [], 0
+    for w in windows:
+        longest_with = max(longest, w.hi - w.lo)
+        if current and longest_with * (len(current) + 1) > budget:
+            batches.append(current)
+            current, longest_with = [], w.hi - w.lo
+        current.append(w)
+        longest = longest_with
+    return batches + ([current] if current else [])
+
+
+@torch.no_grad()
+def predict_sequences(model: torch.nn.Module, sequences: list[Sequence], batch_size: int,
+                      chunk: int = PREDICT_CHUNK, recurrent_context: int = PREDICT_CONTEXT) -> list[np.ndarray]:
+    """(T, D) outputs per recording (output t answers the delayed label t), never holding a whole recording's
+    face maps or activations: a 47 k-frame recording costs what a ``chunk``-step one does.
+
+    * Finite receptive field (Pandit's CNNs, ALN-T's temporal convolution, Aminbeidokhti's windowed models,
+      ``temporal_context()``): windows of ``chunk`` steps plus that context on each side, keeping each window's
+      central outputs. Equal to whole-recording prediction to float rounding (tests/test_sequence_memory.py).
+    * Recurrent (Raju's RNNs, ``temporal_context()`` None), ``recurrent_context`` 0 (the default): exact. The
+      per-step inputs (features, the faces' CNN stream, EAF's attention front) are computed in chunks and the
+      LSTMs and AED's decoder run over whole recordings on those W numbers per step (~80 floats; AED's attention
+      costs O(T²) time, as it always did, but no longer a (T, T) matrix). ``recurrent_context`` N > 0 instead
+      predicts windows with N steps of context per side: faster for AED on long recordings, but an
+      APPROXIMATION (each output sees N steps around its chunk, not the whole recording; measured in the README).
+    * ``chunk`` 0: whole recordings, ``batch_size`` at a time (the old behaviour, for comparisons)."""
+    model.eval()
+    context = model.temporal_context() if hasattr(model, "temporal_context") else None
+    lengths = [len(s) for s in sequences]
+    if context is None and recurrent_context > 0:
+        context = (recurrent_context, recurrent_context)
+    if context is None and chunk and hasattr(model, "recurrent"):
+        return _predict_recurrent(model, sequences, chunk)
+    if context is None:   # a model without a known context: whole recordings
+        chunk, context = 0, (0, 0)
+    filled: list[np.ndarray | None] = [None] * len(sequences)
+    for group in window_batches(prediction_windows(lengths, chunk, context), batch_size, chunk, context):
+        pred = run_model(model, collate_sequences([_window_of(sequences[w.index], w) for w in group]))
+        _keep(filled, lengths, group, pred)
+    return _outputs(filled)
+
+
+def _predict_recurrent(model: torch.nn.Module, sequences: list[Sequence], chunk: int) -> list[np.ndarray]:
+    """Exact prediction of a recurrent model: its per-step inputs a chunk at a time, then its recurrent part
+    over whole recordings (packed like windows: short recordings share a pass, a long one has its own)."""
+    lengths = [len(s) for s in sequences]
+    steps: list[np.ndarray | None] = [None] * len(sequences)
+    for group in window_batches(prediction_windows(lengths, chunk, (0, 0)), 1, chunk, (0, 0)):
+        batch = collate_sequences([_window_of(sequences[w.index], w) for w in group])
+        _keep(steps, lengths, group, model.step_inputs(batch["features"], batch["mask"], batch["maps"]))
+    filled: list[np.ndarray | None] = [None] * len(sequences)
+    whole = prediction_windows(lengths, 0, (0, 0))
+    for group in window_batches(whole, 1, chunk, (0, 0)):
+        x = torch.zeros(len(group), max(w.hi for w in group), steps[group[0].index].shape[1])
+        mask = torch.zeros(x.shape[:2], dtype=torch.bool)
+        for j, w in enumerate(group):
+            x[j, :w.hi], mask[j, :w.hi] = torch.from_numpy(steps[w.index]), True
+        _keep(filled, lengths, group, model.recurrent(x, mask))
+    return _outputs(filled)
+
+
+def _keep(filled: list[np.ndarray | None], lengths: list[int], group: list[Window], out: torch.Tensor) -> None:
+    """Copy each window's kept rows of ``out`` (B, T, W) into its recording's (T, W) array."""
+    for j, w in enumerate(group):
+        kept = out[j, w.start - w.lo:w.stop - w.lo].numpy()
+        if filled[w.index] is None:
+            filled[w.index] = np.empty((lengths[w.index], kept.shape[1]), np.float32)
+        filled[w.index][w.start:w.stop] = kept
+
+
+def _outputs(filled: list[np.ndarray | None]) -> list[np.ndarray]:
+    """The per-recording arrays, an empty recording as (0, W)."""
+    width = next((f.shape[1] for f in filled if f is not None), 0)
+    return [f if f is not None else np.empty((0, width), np.float32) for f in filled]
+
+
+def _window_of(sequence: Sequence, w: Window) -> Sequence:
+    """Steps [lo, hi) of a recording (a FaceMaps slice copies only those frames' maps)."""
+    window = slice(w.lo, w.hi)
+    return Sequence(sequence.name, sequence.features[window], sequence.labels[window],
+                    None if sequence.maps is None else sequence.maps[window])
 
 
 def undelay(pred: np.ndarray, delays: list[int]) -> np.ndarray:
@@ -277,7 +397,7 @@ def predict_frames(model: torch.nn.Module, cfg: RunConfig, split: SplitData) -> 
     """Per-frame predictions at every usable frame of the split, in the layout of ALN's inference: the same
     protocols, files and scorers then apply to a sequence model."""
     sequences = sequences_of(split, cfg, export=False)
-    outputs = predict_sequences(model, sequences, cfg.sequence.recordings)
+    outputs = predict_sequences(model, sequences, cfg.sequence.recordings, *prediction_settings(cfg))
     preds, gold, videos, frames = [], [], [], []
     for record, pred in zip(split.records, outputs, strict=True):
         aligned = undelay(pred, delays_in_steps(cfg, record.fps))

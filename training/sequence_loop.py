@@ -32,11 +32,14 @@ from gan.checkpoint import load_weights, restore_rng_state, rng_state
 from runconfig import RunConfig, to_dict
 from training.run_folder import RunFolder, RunLog
 from training.sequence_inputs import (
+    PREDICT_CHUNK,
+    PREDICT_CONTEXT,
     aln_features_info,
     build_model,
     dimensions,
     folds_into_d,
     predict_sequences,
+    prediction_settings,
     run_model,
     scoring_model,
     sequences_of,
@@ -47,10 +50,12 @@ log = logging.getLogger(__name__)
 
 
 def evaluate_sequences(model: torch.nn.Module, sequences: list[Sequence], batch_size: int,
-                       dims: tuple[str, ...] = ("valence", "arousal")) -> dict[str, float]:
-    """``val/ccc_<dim>`` over every valid step of the recordings concatenated (the ABAW way); the recordings are
-    predicted ``batch_size`` at a time and never padded into one batch (their face maps would all be copied)."""
-    outputs = predict_sequences(model, sequences, batch_size)
+                       dims: tuple[str, ...] = ("valence", "arousal"), chunk: int = PREDICT_CHUNK,
+                       recurrent_context: int = PREDICT_CONTEXT) -> dict[str, float]:
+    """``val/ccc_<dim>`` over every valid step of the recordings concatenated (the ABAW way); predicted in windows
+    of ``chunk`` steps plus context (:func:`~training.sequence_inputs.predict_sequences`), so no recording's face
+    maps or activations are ever needed whole."""
+    outputs = predict_sequences(model, sequences, batch_size, chunk, recurrent_context)
     pred = torch.from_numpy(np.concatenate(outputs))[None]
     gold = torch.from_numpy(np.concatenate([s.labels for s in sequences]).astype(np.float32))[None]
     ccc = masked_ccc(pred, gold, labelled(gold))
@@ -58,7 +63,8 @@ def evaluate_sequences(model: torch.nn.Module, sequences: list[Sequence], batch_
 
 
 def training_batch(sequences: list[Sequence], cfg: RunConfig, step: int) -> dict:
-    """The recordings of ``step`` (a pure function of seed and step), each cut to a random ``sequence.chunk``."""
+    """The recordings of ``step`` (a pure function of seed and step), each cut to a random ``sequence.chunk``;
+    a recording's face maps are copied for that chunk only (from the face cache's memmap)."""
     rng = np.random.default_rng([cfg.seed, step])
     picks = rng.choice(len(sequences), min(cfg.sequence.recordings, len(sequences)), replace=False)
     chosen = [sequences[i] for i in picks]
@@ -136,7 +142,7 @@ class SequenceTrainer:
     def validate(self) -> dict[str, float]:
         self.model.eval()
         values = evaluate_sequences(scoring_model(self.cfg, self.model), self.val_seqs, self.cfg.sequence.recordings,
-                                    dimensions(self.cfg))
+                                    dimensions(self.cfg), *prediction_settings(self.cfg))
         self.runlog.scalars(self.step, values)
         score = float(np.mean(list(values.values())))
         if score > self.best_score and "val" not in self.cfg.data.train_splits:
