@@ -105,6 +105,8 @@ class SequenceSection:
     liking: bool = False           # also predict liking, where the recordings have it (SEWA; Raju et al.)
     delay_liking: float = 0.0
     recordings: int = 8            # recordings per batch (whole sequences, padded)
+    predict_chunk: int = 4096      # prediction/validation windows of this many steps (+ the model's context); 0 = whole
+    predict_context: int = 0       # Raju's RNNs: 0 = exact (RNN over whole recordings); N = windows of N steps of context
     optimizer: str = "rmsprop"     # rmsprop (Pandit et al.) | adam
     lr: float = 1e-3
     l1: float = 0.0                # L1 penalty on the single filter (Pandit et al.'s optional sparsity term)
@@ -150,6 +152,8 @@ class RunConfig:
             (set(s.aln_parts) <= set(ALN_PARTS), f"sequence.aln_parts must be among {ALN_PARTS}, got {s.aln_parts}"),
             (min(s.delay_valence, s.delay_arousal, s.delay_liking) >= 0, "sequence.delay_* are seconds >= 0"),
             (s.recordings >= 1, "sequence.recordings must be >= 1"),
+            (s.predict_chunk >= 0 and s.predict_context >= 0,
+             "sequence.predict_chunk and sequence.predict_context must be >= 0"),
             (s.maps in ("none", "faces"), f"sequence.maps must be none or faces, got {s.maps!r}"),
             (s.face_size >= 8 and s.chunk >= 0, "sequence.face_size must be >= 8 and sequence.chunk >= 0"),
             (s.optimizer in ("rmsprop", "adam"), f"sequence.optimizer must be rmsprop or adam, got {s.optimizer!r}"),

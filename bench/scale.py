@@ -335,8 +335,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  now vs before: |dPSNR| {max(ag['psnr_restored'], ag['psnr_degraded']):.1e} dB, "
                   f"|dSSIM| {max(ag['ssim_restored'], ag['ssim_degraded']):.1e}, |dV/A| {ag['pred']:.1e}")
     if "evaluate" not in skip:
-        small = a.tree.with_name(a.tree.name + "-10k-val")
-        made = build_tree(small, TreeSpec(videos=40, frames=72_000))
+        small = a.tree.with_name(a.tree.name + "-10k")
+        made = build_tree(small, TreeSpec(videos=40, frames=10_000))
         r = evaluate_section(small, "demo", workers=0)
         report["evaluate_demo"] = r
         print(f"\nevaluate.py --split val, demo networks, {r['frames']:,} frames of {small} "

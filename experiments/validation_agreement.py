@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +28,11 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.scale_reference import legacy_predict_batches  # noqa: E402
+from bench.scale_reference import legacy_predict_batches, numpy_psnr, numpy_ssim  # noqa: E402
 from data.preprocess.audio import AudioStandardiser  # noqa: E402
-from data.samples.loaders import eval_loader, load_split, scoring_dataset  # noqa: E402
+from data.samples.loaders import eval_loader, load_split, restoration_sets, scoring_dataset  # noqa: E402
 from gan.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
-from gan.evaluation import predict_batches  # noqa: E402
+from gan.evaluation import DegradedReference, degraded_references, predict_batches, restoration_scores  # noqa: E402
 from runconfig import build_config  # noqa: E402
 from scoring.metrics import score_va  # noqa: E402
 
@@ -51,8 +52,24 @@ def main() -> None:
     model, cpu = model_from_checkpoint(ckpt), torch.device("cpu")
     batch = cfg.data.eval_batch_size
 
-    before = legacy_predict_batches(model, eval_loader(dataset, batch), cpu)
+    workers, every = cfg.data.num_workers, cfg.train.restoration_every
+    seconds = {}
+
+    def timed(name, fn):
+        start = time.perf_counter()
+        out = fn()
+        seconds[name] = time.perf_counter() - start
+        return out
+
+    before = timed("before", lambda: legacy_predict_batches(model, eval_loader(dataset, batch), cpu))
     now = predict_batches(model, eval_loader(dataset, batch), cpu, amp=False)
+    reference = DegradedReference(now.psnr_degraded, now.ssim_degraded)
+    timed("now", lambda: predict_batches(model, eval_loader(dataset, batch, workers), cpu, amp=False,
+                                          degraded_reference=reference, restoration_every=every))
+    sets = restoration_sets(split, cfg.model.image_size, cfg.data.degrade, cfg.train.restoration_frames)
+    timed("sets before", lambda: _legacy_restoration(model, sets))
+    references = degraded_references(sets, cpu, batch)
+    timed("sets now", lambda: restoration_scores(model, sets, cpu, batch, references))
     ccc_before, ccc_now = score_va(before["pred"], now.gold), now.scores()
     print(f"{a.checkpoint}: {len(dataset):,} validation frames, {cfg.model.image_size} px")
     print("before vs now (every frame):")
@@ -63,12 +80,24 @@ def main() -> None:
     for key in RESTORATION:
         value = getattr(now, key)
         print(f"  {key}: {before[key]:.6f} vs {value:.6f} (|d| {abs(before[key] - value):.1e})")
+    print(f"seconds of one validation on this machine, before -> now (later validations: degraded scores reused, "
+          f"restoration on every {every}th frame, {workers} loader workers): pass {seconds['before']:.1f} -> "
+          f"{seconds['now']:.1f}; per-artefact restoration sets {seconds['sets before']:.1f} -> {seconds['sets now']:.1f}")
     print("restoration on every k-th frame vs every frame (what train.restoration_every=k logs):")
     print(f"  {'k':>3} {'frames':>7}" + "".join(f"{key:>16}" for key in RESTORATION))
     for k in a.every:
         sub = predict_batches(model, eval_loader(dataset, batch), cpu, amp=False, restoration_every=k)
         errors = "".join(f"{getattr(sub, key) - getattr(now, key):>+16.4f}" for key in RESTORATION)
         print(f"  {k:>3} {len(range(0, len(dataset), k)):>7}{errors}")
+
+
+@torch.no_grad()
+def _legacy_restoration(model, sets) -> None:
+    """The former per-artefact restoration scores: NumPy PSNR/SSIM of restored and degraded faces every time."""
+    for clean, degraded in sets.values():
+        restored = model.restore(degraded)[0].float().clamp(-1, 1).numpy()
+        c, d = clean.numpy(), degraded.numpy()
+        numpy_psnr(d, c), numpy_psnr(restored, c), numpy_ssim(d, c), numpy_ssim(restored, c)
 
 
 if __name__ == "__main__":

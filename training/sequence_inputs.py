@@ -45,8 +45,8 @@ from training.export_features import checkpoint_fingerprint, export
 
 log = logging.getLogger(__name__)
 
-PREDICT_CHUNK = 4096     # sequence.predict_chunk: output steps per prediction window; 0 = whole recordings
-PREDICT_CONTEXT = 0      # sequence.predict_context: recurrent models: 0 = exact, N = windows with N steps per side
+PREDICT_CHUNK = 4096     # sequence.predict_chunk's default (runconfig.SequenceSection), for direct callers
+PREDICT_CONTEXT = 0      # sequence.predict_context's default
 
 
 def dimensions(cfg: RunConfig) -> tuple[str, ...]:
@@ -239,10 +239,8 @@ def run_model(model: torch.nn.Module, batch: dict) -> torch.Tensor:
 
 
 def prediction_settings(cfg: RunConfig) -> tuple[int, int]:
-    """(``sequence.predict_chunk``, ``sequence.predict_context``); the defaults above where the config section
-    (runconfig.py's ``SequenceSection``) does not define these keys."""
-    s = cfg.sequence
-    return int(getattr(s, "predict_chunk", PREDICT_CHUNK)), int(getattr(s, "predict_context", PREDICT_CONTEXT))
+    """(``sequence.predict_chunk``, ``sequence.predict_context``): windows of prediction and validation."""
+    return cfg.sequence.predict_chunk, cfg.sequence.predict_context
 
 
 @dataclasses.dataclass(frozen=True)
