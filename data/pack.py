@@ -20,7 +20,7 @@ import multiprocessing
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,10 +121,15 @@ def run(root: Path, workers: int, check: bool) -> int:
         totals = {"packed": 0, "skipped": 0, "ok": 0, "stale": 0, "missing": 0}
         crops = nbytes = 0
         jobs = [(str(v), check) for v in videos]
-        with multiprocessing.get_context("fork").Pool(max(1, workers)) as pool:
-            for done, result in enumerate(pool.imap_unordered(_pack_one, jobs), start=1):
+        # one worker packs in this process; several are spawned, not forked: a fork of a process whose torch,
+        # OpenCV or logging threads hold a lock can hang forever (it did inside the test suite)
+        pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
+        results = pool.imap_unordered(_pack_one, jobs) if pool else map(_pack_one, jobs)
+        with pool or nullcontext():
+            for done, result in enumerate(results, start=1):
                 if isinstance(result, str):
-                    pool.terminate()
+                    if pool:
+                        pool.terminate()
                     raise DataError(result)
                 totals[result.action] += 1
                 crops, nbytes = crops + result.crops, nbytes + result.nbytes
