@@ -5,6 +5,7 @@
     python evaluate.py --protocol abaw --labels ANNOTATION_DIR --predictions DIR_OR_FILE [--json PATH]
 
     python evaluate.py --checkpoint RUN/fold*/best.pt --dataset sewa [--postprocess]
+    python evaluate.py --checkpoint CK [CK ...] --robustness [--split val] --out DIR
 
 **Checkpoint mode** rebuilds the model and the data pipeline from each checkpoint (its config, audio
 statistics), runs the test-time path (AEG cleans the face, CD scores it with z and audio) on every usable
@@ -21,6 +22,12 @@ overrides) and writes, per checkpoint:
 and prints a table. With several checkpoints (one per fold) it also writes ``folds.md``, ``folds.csv`` and
 ``folds.json`` (a row per fold, then mean and std over folds). ``--postprocess`` fits the post-processing
 chain (median filter, centring, scaling, time shift) on the validation split and reports before/after.
+
+**Robustness mode** (``--robustness``) scores every checkpoint on the split's frames under each corruption of
+``data/samples/corruptions.py`` (7 artefacts x 5 severities, plus the clean input), with the same official protocol
+as a normal evaluation, and writes ``robustness.json``, ``robustness.csv``, ``robustness.md`` and ``plots/`` to
+``--out`` (``scoring/robustness.py``). Checkpoints may be of different variants and systems (sequence models that
+read faces too) but must evaluate the same dataset and split.
 
 **Protocol mode** scores existing prediction files exactly as the challenges do (``scoring/protocols.py``):
 ``avec2019`` (recordings concatenated per culture and for all together, crop/pad, ``avec`` CCC/PCC, RMSE for
@@ -40,32 +47,33 @@ from pathlib import Path
 
 import numpy as np
 
-from data.datasets.affwild2 import EDITIONS, find_annotation_dir
 from data.formats.abaw_submission import write_predictions
-from data.formats.official_outputs import (
-    Track,
-    abaw_tracks,
-    sewa_tracks,
-    write_abaw_tracks,
-    write_avec_tracks,
-)
-from data.formats.prediction_files import load_abaw_pairs, load_avec_pairs
+from data.formats.official_outputs import Track
 from data.preprocess.audio import AudioStandardiser
+from data.samples.corruptions import ARTEFACTS
 from data.samples.loaders import (
     eval_loader,
     index_records,
     load_split,
-    resolve_root,
     restoration_sets,
     scoring_dataset,
 )
-from gan.checkpoint import CheckpointError, checkpoint_variant, load_checkpoint, model_from_checkpoint
+from gan.checkpoint import CheckpointError, inference_model, load_checkpoint, system_name
 from gan.evaluation import Predictions, predict_batches, restoration_scores
 from runconfig import ConfigError, build_config, resolve_device, run_cli
 from scoring.metrics import score_dimension, score_va
 from scoring.plots import markdown_table, plot_scatter, plot_traces
 from scoring.postprocess import PostProcessConfig, fit_chain
-from scoring.protocols import Recording, crop_or_pad, score_abaw, score_avec
+from training.official import (
+    by_video,
+    headline_of,
+    official_scores,
+    per_recording_mean,
+    score_files,
+    score_tracks,
+    tracks_for,
+)
+from training.robustness import robustness_report
 from training.sequence_inputs import SequencePredictor
 
 log = logging.getLogger("evaluate")
@@ -87,6 +95,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="checkpoint mode: split to score (default test for SEWA, val otherwise)")
     parser.add_argument("--out", default=None,
                         help="output folder (default: <checkpoint dir>/eval-<split>, or beside the runs for several)")
+    parser.add_argument("--robustness", action="store_true",
+                        help="score every checkpoint under the corruption protocol (7 artefacts x 5 severities)")
+    parser.add_argument("--artefacts", nargs="+", choices=list(ARTEFACTS), default=None,
+                        help="--robustness: only these artefacts (default: all); the clean input is always scored")
     parser.add_argument("--postprocess", action="store_true",
                         help="fit the post-processing chain on the validation split and apply it (before/after)")
     parser.add_argument("--max-trace-plots", type=int, default=12, help="trace plots per checkpoint (0 = none)")
@@ -98,6 +110,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("give either --checkpoint, or --protocol with --labels and --predictions")
     if not args.checkpoint and not (args.protocol and args.labels and args.predictions):
         parser.error("protocol mode needs --protocol, --labels and --predictions")
+    if args.robustness and (args.postprocess or args.split == "test" and args.dataset != "sewa"):
+        parser.error("--robustness scores labelled frames without post-processing (no --postprocess; "
+                     "Aff-Wild2's test split has no labels)")
     return args
 
 
@@ -116,15 +131,15 @@ class Evaluated:
     postprocess: dict | None = None
 
 
-def _frame_predictions(model, cfg, split: str, standardiser, device, robustness: bool = False
+def _frame_predictions(model, cfg, split: str, standardiser, device, degraded_views: bool = False
                        ) -> tuple[list, Predictions, dict]:
-    """Predictions of the test-time path; with ``robustness`` also the degraded views and restoration.
+    """Predictions of the test-time path; with ``degraded_views`` also the degraded views and restoration.
 
-    Robustness degrades every frame as training validation does (fixed seeds, no clean share) and scores
+    It degrades every frame as training validation does (fixed seeds, no clean share) and scores
     each artefact alone on ``train.restoration_frames`` frames: ``{artefact: {psnr_*, ssim_*}}``.
     """
     data_split, _ = load_split(cfg.data, split, standardiser)
-    degrade = cfg.data.degrade if robustness and cfg.data.degrade.enabled else None
+    degrade = cfg.data.degrade if degraded_views and cfg.data.degrade.enabled else None
     dataset = scoring_dataset(data_split, cfg.model.image_size, degrade)
     loader = eval_loader(dataset, cfg.data.eval_batch_size, cfg.data.num_workers)
     preds = predict_batches(model, loader, device, cfg.train.amp, restoration_every=cfg.train.restoration_every)
@@ -135,62 +150,16 @@ def _frame_predictions(model, cfg, split: str, standardiser, device, robustness:
     return data_split.records, preds, restoration
 
 
-def system_name(ckpt: dict) -> str:
-    """What a checkpoint holds: the ALN variant, or the sequence system and its model (e.g. ``pandit D``)."""
-    system = ckpt.get("system", "aln")
-    if system == "aln":
-        return checkpoint_variant(ckpt)
-    model = ckpt["config"].get(system, {}).get("model")
-    return f"{system} {model}" if model else system
-
-
 def _predictor(ckpt: dict, cfg, standardiser, device):
-    """``predict(split, robustness=False) -> (records, predictions, restoration)`` for the checkpoint's system.
+    """``predict(split, degraded_views=False) -> (records, predictions, restoration)`` for the checkpoint's system.
 
     ALN runs its test-time path on every usable frame; a sequence model (``training/sequence_inputs.py``) reads
     whole recordings on the CPU and is sampled at the same frames, so both go through the same protocols."""
     if ckpt.get("system", "aln") == "aln":
-        model = model_from_checkpoint(ckpt).to(device)
-        return lambda split, robustness=False: _frame_predictions(model, cfg, split, standardiser, device,
-                                                                  robustness)
+        model = inference_model(ckpt, device, cfg.train.channels_last)
+        return lambda split, degraded_views=False: _frame_predictions(model, cfg, split, standardiser, device,
+                                                                      degraded_views)
     return SequencePredictor(ckpt, cfg, standardiser)
-
-
-def _by_video(preds: Predictions) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    videos = np.asarray(preds.videos)
-    frames = np.asarray(preds.frames)
-    return {v: (frames[videos == v], preds.pred[videos == v]) for v in dict.fromkeys(preds.videos)}
-
-
-def _tracks(protocol: str, cfg, records, preds: Predictions) -> list[Track]:
-    if protocol == "avec2019":
-        if cfg.data.dataset != "sewa":
-            raise ConfigError("--protocol avec2019 needs SEWA data (data.dataset=sewa)")
-        return sewa_tracks(records, _by_video(preds), cfg.data.sewa)
-    return abaw_tracks(records, _by_video(preds))
-
-
-def _score_tracks(protocol: str, tracks: list[Track]) -> dict:
-    recordings = [Recording(t.name, t.group, t.gold, t.pred) for t in tracks]
-    return score_avec(recordings, tracks[0].dims) if protocol == "avec2019" else score_abaw(recordings)
-
-
-def _headline(protocol: str, scores: dict) -> dict:
-    body = scores[next(iter(scores))] if protocol == "avec2019" else scores
-    return {d: body[d] for d in ("valence", "arousal") if d in body}
-
-
-def _per_recording_mean(protocol: str, tracks: list[Track]) -> dict:
-    per = [_headline(protocol, _score_tracks(protocol, [t])) for t in tracks if len(t.gold) >= 2]
-    return {d: {m: float(np.mean([p[d][m] for p in per])) for m in ("ccc", "pcc", "rmse")} for d in per[0]}
-
-
-def _label_dir(cfg, split: str) -> Path:
-    root = resolve_root(cfg.data)
-    if cfg.data.dataset == "sewa":
-        return root / "labels"
-    edition, ann_dir = find_annotation_dir(root)
-    return ann_dir / EDITIONS[edition][1][split]
 
 
 def _postprocess(predict, cfg, split: str, protocol: str, tracks: list[Track]) -> dict:
@@ -200,25 +169,20 @@ def _postprocess(predict, cfg, split: str, protocol: str, tracks: list[Track]) -
                     "split has no other labelled validation data): an optimistic number, reported only for "
                     "comparison", cfg.data.dataset)
     val_records, val_preds, _ = predict("val")
-    val_tracks = _tracks(protocol, cfg, val_records, val_preds)
+    val_tracks = tracks_for(protocol, cfg, val_records, val_preds)
     dims = tracks[0].dims
     train = np.concatenate([r.labels[r.frames - 1] for r in index_records(cfg.data, "train")])
     columns = [1 if d == "arousal" else 0 for d in dims]  # training labels are [valence, arousal]
     chain = fit_chain([t.pred for t in val_tracks], [_labels_only(t.gold) for t in val_tracks], dims,
                       train[:, columns].mean(axis=0), train[:, columns].std(axis=0), PostProcessConfig())
-    before = _headline(protocol, _score_tracks(protocol, tracks))
+    before = headline_of(protocol, score_tracks(protocol, tracks))
     for track, processed in zip(tracks, chain.apply([t.pred for t in tracks], dims), strict=True):
         track.pred = processed
     return {"chain": chain.to_dict(), "before": before}
 
 
 def evaluate_checkpoint(path: str, ckpt: dict, args: argparse.Namespace, out: Path | None, label: str) -> Evaluated:
-    overrides = [o for o in args.overrides if o.split("=", 1)[0].startswith("data.")]
-    if len(overrides) != len(args.overrides):
-        raise ConfigError("evaluate.py takes only data.* overrides (the model comes from the checkpoint)")
-    if args.dataset:
-        overrides.append(f"data.dataset={args.dataset}")
-    cfg = build_config(ckpt["config"], overrides)
+    cfg = build_config(ckpt["config"], _data_overrides(args))
     split = args.split or ("test" if cfg.data.dataset == "sewa" else "val")
     protocol = args.protocol or ("avec2019" if cfg.data.dataset == "sewa" else "abaw")
     device = resolve_device(args.device)
@@ -226,8 +190,8 @@ def evaluate_checkpoint(path: str, ckpt: dict, args: argparse.Namespace, out: Pa
     predict = _predictor(ckpt, cfg, standardiser, device)
     if split == "test" and cfg.data.dataset == "affwild2":
         return _test_submission(path, ckpt, cfg, predict, out, label)
-    records, preds, restoration = predict(split, robustness=True)
-    tracks = _tracks(protocol, cfg, records, preds)
+    records, preds, restoration = predict(split, degraded_views=True)
+    tracks = tracks_for(protocol, cfg, records, preds)
     unscored = sorted({r.name for r in records} - {t.name for t in tracks})
     if unscored:
         log.warning("%d video(s) have no frame with a face and no prediction; they are left out of the scores, "
@@ -237,17 +201,11 @@ def evaluate_checkpoint(path: str, ckpt: dict, args: argparse.Namespace, out: Pa
     out = out or Path(path).parent / f"eval-{split}"
     out.mkdir(parents=True, exist_ok=True)
     write_frame_predictions(out / "predictions.csv", preds)
-    official_dir = out / "official"
-    if protocol == "avec2019":
-        write_avec_tracks(official_dir, tracks)
-    else:
-        write_abaw_tracks(official_dir, tracks)
-    # the headline is the official scorer run on the files just written: what anyone re-scoring them gets
-    official = score_files(protocol, _label_dir(cfg, split), official_dir, only={t.name for t in tracks})
-    headline = _headline(protocol, official)
+    official = official_scores(protocol, cfg, split, tracks, out / "official")
+    headline = headline_of(protocol, official)
     if post is not None:
         post["after"] = headline
-    result = Evaluated(label, official, headline, _per_recording_mean(protocol, tracks), preds.scores("population"),
+    result = Evaluated(label, official, headline, per_recording_mean(protocol, tracks), preds.scores("population"),
                        post)
     optimistic = _optimism(path, ckpt, cfg, split, {t.name for t in tracks})
     metrics = {**headline, "protocol": protocol, "official": official,
@@ -293,15 +251,15 @@ def _test_submission(path: str, ckpt: dict, cfg, predict, out: Path | None, labe
     a listed video without a single face crop gets 0, 0 for every frame, with a warning naming it.
     """
     records, preds, _ = predict("test")
-    by_video = _by_video(preds)
-    faceless = [r.name for r in records if r.name not in by_video]
+    per_video = by_video(preds)
+    faceless = [r.name for r in records if r.name not in per_video]
     if faceless:
         log.warning("%d test video(s) without any face crop get 0, 0 for every frame: %s", len(faceless),
                     ", ".join(faceless[:5]))
-    predictions = {r.name: by_video.get(r.name, (np.array([1]), np.zeros((1, 2)))) for r in records}
+    predictions = {r.name: per_video.get(r.name, (np.array([1]), np.zeros((1, 2)))) for r in records}
     n_frames = {r.name: r.n_frames for r in records}
     out = out or Path(path).parent / "eval-test"
-    per_video = write_predictions(out / "abaw2020", "abaw2020", predictions, n_frames)
+    written = write_predictions(out / "abaw2020", "abaw2020", predictions, n_frames)
     single = write_predictions(out / "abaw_later" / "predictions.txt", "abaw_later", predictions, n_frames)
     write_frame_predictions(out / "predictions.csv", preds)
     metrics = {"split": "test", "labels": False, "videos": len(records), "frames": int(sum(n_frames.values())),
@@ -312,7 +270,7 @@ def _test_submission(path: str, ckpt: dict, cfg, predict, out: Path | None, labe
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(f"{label}: {system_name(ckpt)} @ step {ckpt['step']} on {cfg.data.dataset}/test, {len(records)} "
           f"videos, {metrics['frames']} frames: the test split has no labels, so no scores")
-    print(f"submission: {len(per_video)} per-video files in {out / 'abaw2020'} (ABAW 2020) and {single[0]} "
+    print(f"submission: {len(written)} per-video files in {out / 'abaw2020'} (ABAW 2020) and {single[0]} "
           "(later editions)")
     return Evaluated(label, {}, {}, {}, {})
 
@@ -378,6 +336,20 @@ def fold_rows(results: list[Evaluated]) -> tuple[list[dict], list[str]]:
     return rows, columns
 
 
+def evaluate_robustness(args: argparse.Namespace) -> dict:
+    """``--robustness``: ``training.robustness.robustness_report`` with this command line's settings."""
+    overrides = _data_overrides(args)
+    return robustness_report(args.checkpoint, overrides, args.split, args.protocol, args.artefacts,
+                             Path(args.out) if args.out else None, resolve_device(args.device))
+
+
+def _data_overrides(args: argparse.Namespace) -> list[str]:
+    overrides = [o for o in args.overrides if o.split("=", 1)[0].startswith("data.")]
+    if len(overrides) != len(args.overrides):
+        raise ConfigError("evaluate.py takes only data.* overrides (the model comes from the checkpoint)")
+    return [*overrides, f"data.dataset={args.dataset}"] if args.dataset else overrides
+
+
 def evaluate_checkpoints(args: argparse.Namespace) -> list[Evaluated]:
     paths = args.checkpoint
     checkpoints = {p: load_checkpoint(p) for p in paths}  # read once; checked together before any work
@@ -415,26 +387,6 @@ def evaluate_checkpoints(args: argparse.Namespace) -> list[Evaluated]:
     return results
 
 
-def score_files(protocol: str, labels: Path, predictions: Path, only: set[str] | None = None) -> dict:
-    """Score prediction files with an official protocol; warns about every cropped or padded track."""
-    if protocol == "avec2019":
-        pairs = load_avec_pairs(labels, predictions, only)
-    else:
-        pairs = load_abaw_pairs(labels, predictions, only)
-    dims = [d for d in pairs[0].dims if all(d in p.dims for p in pairs)]
-    recordings = []
-    for pair in pairs:
-        if list(pair.dims) != dims:
-            keep = [pair.dims.index(d) for d in dims]
-            pair.gold, pair.pred = pair.gold[:, keep], pair.pred[:, keep]
-        pred, action = crop_or_pad(pair.pred, len(pair.gold))
-        if action:
-            log.warning("%s: prediction has %d rows for %d labels; %s", Path(predictions) / f"{pair.name}.csv",
-                        len(pair.pred), len(pair.gold), "cropped" if action == "cropped" else "padded with its last value")
-        recordings.append(Recording(pair.name, pair.group, pair.gold, pred))
-    return score_avec(recordings, dims) if protocol == "avec2019" else score_abaw(recordings)
-
-
 def format_protocol_table(protocol: str, scores: dict) -> str:
     lines = [f"{'':10s}{'':10s}{'CCC':>8s}{'PCC':>8s}{'RMSE':>8s}"]
     groups = scores.items() if protocol == "avec2019" else [("all", scores)]
@@ -451,6 +403,8 @@ def format_protocol_table(protocol: str, scores: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    if args.checkpoint and args.robustness:
+        return run_cli(lambda: evaluate_robustness(args) and 0)
     if args.checkpoint:
         return run_cli(lambda: evaluate_checkpoints(args) and 0)
     return run_cli(lambda: score_protocol(args))

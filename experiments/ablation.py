@@ -1,19 +1,24 @@
-"""Ablation of the ALN variants, trained progressively as the paper did, at equal total budget.
+"""Ablation of the ALN variants, trained progressively as the paper did, at equal critic iterations.
 
-    python experiments/ablation.py [--steps N] [--seeds 0 1 2] [--jobs 2] [--out runs/ablation] [KEY=VALUE ...]
+    python experiments/ablation.py [--critic-steps C] [--denoise-steps D] [--seeds 0 1 2] [--jobs 2]
+        [--out runs/ablation] [KEY=VALUE ...]
 
-Each variant is trained the way the paper trained it (§III-E, §V), at the same number of iterations
-(``train.max_steps`` of the preset, or ``--steps``), for every seed:
+Every variant's critic (the CD) gets the same number of iterations C, so the variants differ in what the
+CD sees, not in how long it learnt; the AEG's denoising pre-training (D iterations, no critic) comes on top
+for the variants that have an AEG, as in the paper (§III-E, §V):
 
-* ``disc`` — the CD alone on clean faces, one stage;
-* ``aeg_cd`` — the preset's stages up to ``aeg_cd`` (denoising pre-training, then the adversarial pair);
-* ``aeg_cd_sz`` — all of the preset's stages (denoise -> aeg_cd -> aeg_cd_sz).
+* ``disc`` — the CD alone on clean faces: C iterations, one stage;
+* ``aeg_cd`` — denoise D, then the adversarial pair for C iterations;
+* ``aeg_cd_sz`` — denoise D, then ``aeg_cd`` and ``aeg_cd_sz`` sharing the C iterations in the preset's ratio
+  (the demo preset: 300 : 900, so a quarter of C for ``aeg_cd``).
 
-Every final checkpoint is scored with ``evaluate.py`` (ABAW protocol on the validation split): CCC of the
-test-time path on the clean frames (the headline) and on the same frames degraded (fixed seeds), and the
-restoration PSNR/SSIM of the mixed degradation against the clean faces. The table gives mean ± sample std
-over seeds and is written to ``--out/ablation.md`` and ``--out/ablation.json``. Extra ``KEY=VALUE``
-overrides go to every run. Runs already finished in ``--out`` are reused (delete the folder to redo them).
+The defaults are the preset's own budget (demo: C = 1,200, D = 1,800). Every final checkpoint is scored with
+``evaluate.py`` (ABAW protocol on the validation split): CCC of the test-time path on the clean frames (the
+headline) and on the same frames degraded (fixed seeds), and the restoration PSNR/SSIM of the mixed
+degradation against the clean faces. The table gives mean ± sample std over seeds and is written to
+``--out/ablation.md`` and ``--out/ablation.json``. Extra ``KEY=VALUE`` overrides go to every run. Runs already
+finished in ``--out`` are reused (delete the folder to redo them). ``evaluate.py --checkpoint
+OUT/*/last.pt --robustness`` then scores them all against the corruption protocol.
 """
 
 from __future__ import annotations
@@ -36,21 +41,33 @@ COLUMNS = (("ccc_valence", "CCC V"), ("ccc_arousal", "CCC A"), ("deg_ccc_valence
            ("psnr_degraded", "PSNR degraded"), ("ssim_restored", "SSIM restored"), ("ssim_degraded", "SSIM degraded"))
 
 
-def stages_for(variant: str, preset_stages: list[dict], scale: float = 1.0) -> list[dict]:
-    """The preset's progressive stages that lead up to ``variant``; the last one runs to max_steps.
+def preset_budget(preset: dict) -> tuple[int, int, float]:
+    """(critic iterations, denoise iterations, ``aeg_cd``'s part of the critic iterations) of a preset."""
+    train = preset.get("train", {})
+    total = int(train.get("max_steps", 0))
+    lengths = {}
+    for stage in train.get("stages", []):
+        lengths[stage["variant"]] = stage.get("steps") or round(stage.get("share", 0.0) * total)
+    denoise = lengths.get("denoise", 0)
+    critic = total - denoise
+    return critic, denoise, (lengths.get("aeg_cd", 0) / critic if critic and "aeg_cd_sz" in lengths else 0.0)
 
-    ``scale`` shortens or lengthens earlier stages given in ``steps`` with the total budget (``--steps`` /
-    preset steps), so every stage keeps its share of the run; stages given as a ``share`` scale by themselves.
+
+def stages_for(variant: str, preset_stages: list[dict], critic: int, denoise: int, aeg_cd_part: float
+               ) -> tuple[list[dict], int]:
+    """``(train.stages, train.max_steps)`` giving ``variant`` ``critic`` CD iterations after ``denoise`` ones.
+
+    The denoise stage keeps the preset's other settings (its learning rate); ``aeg_cd_sz`` spends
+    ``aeg_cd_part`` of the critic iterations in ``aeg_cd`` first, as the preset does.
     """
     if variant == "disc":
-        return [{"variant": "disc", "steps": 0}]
-    names = [s["variant"] for s in preset_stages]
-    if variant not in names:
-        kept = [*([s for s in preset_stages if s["variant"] == "denoise"][:1]), {"variant": variant}]
-    else:
-        kept = preset_stages[: names.index(variant) + 1]
-    earlier = [{**s, "steps": max(1, round(s["steps"] * scale))} if s.get("steps") else dict(s) for s in kept[:-1]]
-    return [*earlier, {**{k: v for k, v in kept[-1].items() if k != "share"}, "steps": 0}]
+        return [{"variant": "disc", "steps": 0}], critic
+    preset_denoise = next((s for s in preset_stages if s["variant"] == "denoise"), {"variant": "denoise"})
+    stages = [{**{k: v for k, v in preset_denoise.items() if k != "share"}, "steps": denoise}] if denoise else []
+    if variant == "aeg_cd_sz" and aeg_cd_part > 0:
+        stages.append({"variant": "aeg_cd", "steps": max(1, round(critic * aeg_cd_part))})
+    stages.append({"variant": variant, "steps": 0})
+    return stages, denoise + critic
 
 
 def flow(stages: list[dict]) -> str:
@@ -63,13 +80,10 @@ def run_one(variant: str, seed: int, args: argparse.Namespace, preset: dict, thr
     run_dir = Path(args.out) / f"{variant}-seed{seed}"
     metrics_path = run_dir / "eval" / "metrics.json"
     if not metrics_path.is_file():
-        preset_steps = preset.get("train", {}).get("max_steps") or args.steps
-        scale = args.steps / preset_steps if args.steps else 1.0
-        stages = stages_for(variant, preset.get("train", {}).get("stages", []), scale)
+        stages, max_steps = stages_for(variant, preset.get("train", {}).get("stages", []), *args.budget)
         overrides = [f"model.variant={variant}", f"seed={seed}", f"run.dir={run_dir}", "run.overwrite=true",
-                     f"train.stages={flow(stages)}", f"train.threads={threads}", *args.overrides]
-        if args.steps:
-            overrides.append(f"train.max_steps={args.steps}")
+                     f"train.stages={flow(stages)}", f"train.max_steps={max_steps}", f"train.threads={threads}",
+                     *args.overrides]
         log = (Path(args.out) / f"{variant}-seed{seed}.log")
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("w") as fh:
@@ -82,7 +96,7 @@ def run_one(variant: str, seed: int, args: argparse.Namespace, preset: dict, thr
     m = json.loads(metrics_path.read_text())
     deg = m["views"].get("degraded", {})
     rest = m["restoration"].get("all", {})
-    return {"variant": variant, "seed": seed, "step": m["step"],
+    return {"variant": variant, "seed": seed, "step": m["step"], "checkpoint": str(run_dir / "last.pt"),
             "ccc_valence": m["valence"]["ccc"], "ccc_arousal": m["arousal"]["ccc"],
             "deg_ccc_valence": deg.get("valence", {}).get("ccc"), "deg_ccc_arousal": deg.get("arousal", {}).get("ccc"),
             "psnr_restored": rest.get("psnr_restored") if variant != "disc" else None,
@@ -104,9 +118,12 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
-def format_table(summary: dict, steps: int, seeds: list[int]) -> str:
+def format_table(summary: dict, budget: tuple[int, int, float], seeds: list[int]) -> str:
+    critic, denoise, part = budget
     head = "| variant | " + " | ".join(label for _, label in COLUMNS) + " |"
-    lines = [f"{steps} iterations per run, seeds {', '.join(map(str, seeds))}; mean ± std over seeds", "",
+    lines = [f"{critic} critic iterations per run (aeg_cd_sz: {round(critic * part)} of them in aeg_cd), plus "
+             f"{denoise} denoise iterations for the AEG variants; seeds {', '.join(map(str, seeds))}; "
+             "mean ± std over seeds", "",
              head, "|" + "---|" * (len(COLUMNS) + 1)]
     for variant, cols in summary.items():
         cells = []
@@ -121,7 +138,10 @@ def format_table(summary: dict, steps: int, seeds: list[int]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=None, help="train.max_steps for every run (default: preset)")
+    parser.add_argument("--critic-steps", type=int, default=None,
+                        help="CD iterations of every run (default: the preset's non-denoise iterations)")
+    parser.add_argument("--denoise-steps", type=int, default=None,
+                        help="denoise iterations before them, AEG variants only (default: the preset's)")
     parser.add_argument("--config", default=str(REPO / "configs" / "demo.yaml"))
     parser.add_argument("--out", default="runs/ablation", help="folder for the runs and the table")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
@@ -130,17 +150,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     preset = yaml.safe_load(Path(args.config).read_text()) or {}
+    critic, denoise, part = preset_budget(preset)
+    args.budget = (args.critic_steps or critic, denoise if args.denoise_steps is None else args.denoise_steps, part)
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     jobs = [(v, s) for s in args.seeds for v in args.variants]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         rows = list(pool.map(lambda job: run_one(*job, args, preset, threads), jobs))
-    steps = rows[0]["step"]
     summary = summarise(rows)
-    table = format_table(summary, steps, args.seeds)
+    table = format_table(summary, args.budget, args.seeds)
     print(table)
     out = Path(args.out)
     (out / "ablation.md").write_text(table + "\n")
-    (out / "ablation.json").write_text(json.dumps({"runs": rows, "summary": summary}, indent=2) + "\n")
+    (out / "ablation.json").write_text(json.dumps({"budget": dict(zip(("critic", "denoise", "aeg_cd_part"), args.budget, strict=True)),
+                                                           "runs": rows, "summary": summary}, indent=2) + "\n")
     return 0
 
 

@@ -165,6 +165,58 @@ def predict_batches(model: ALN, batches: Iterable[dict], device: torch.device, a
 
 
 @torch.no_grad()
+def predict_corrupted(models: list[ALN], batches: Iterable[dict], device: torch.device, amp: bool = True,
+                      restoration_every: int = 1) -> tuple[list[Predictions], DegradedReference | None]:
+    """The test-time path of several models on the same faces: one pass of the data for all of them.
+
+    The robustness protocol reads and corrupts each frame once and hands the batch to every model. A model's
+    input is ``face_degraded`` when the batches carry it (a corruption), else ``face`` (the clean condition,
+    whose predictions are then exactly :func:`predict_batches`' headline ones). Per model: V/A on every frame and,
+    for models with an AEG, PSNR/SSIM of its output against the clean face (every ``restoration_every``-th
+    frame, as validation does); the returned reference is the input's own PSNR/SSIM (None when clean).
+    """
+    states = [m.training for m in models]
+    for m in models:
+        m.eval()
+    preds: list[list[torch.Tensor]] = [[] for _ in models]
+    sums = [_RestorationSums(device, with_degraded=False, every=restoration_every) for _ in models]
+    reference = _RestorationSums(device, with_degraded=True, every=restoration_every)
+    gold, videos, frames = [], [], []
+    corrupted = False
+    try:
+        for batch in batches:
+            videos.extend(batch.get("video", []))
+            frames.extend(int(f) for f in batch.get("frame", []))
+            batch = _to(batch, device)
+            face, audio = batch["face"], batch.get("audio")
+            corrupted = "face_degraded" in batch
+            inp = batch["face_degraded"] if corrupted else face
+            with autocast(device, amp):
+                for k, model in enumerate(models):
+                    restored, z = model.restore(inp)
+                    preds[k].append(model.critic(restored, z, audio)[1].float())
+                    if model.aeg is not None:
+                        sums[k].add(face.float(), inp.float(), restored)
+            if corrupted:
+                reference.add(face.float(), inp.float(), None)
+            gold.append(batch["va"].float())
+    finally:
+        for m, state in zip(models, states, strict=True):
+            m.train(state)
+    gold_np = torch.cat(gold).cpu().numpy()
+    results = []
+    for pred, restoration in zip(preds, sums, strict=True):
+        result = Predictions(torch.cat(pred).cpu().numpy(), gold_np, list(videos), list(frames))
+        if restoration.frames:
+            result.psnr_restored, result.ssim_restored = (restoration.sums[:2] / restoration.frames).tolist()
+        results.append(result)
+    if not corrupted or not reference.frames:
+        return results, None
+    psnr, ssim = (reference.sums[2:] / reference.frames).tolist()
+    return results, DegradedReference(psnr, ssim)
+
+
+@torch.no_grad()
 def restoration_scores(model: ALN, sets: dict[str, tuple[torch.Tensor, torch.Tensor]], device: torch.device,
                        batch_size: int = 128, degraded_reference: dict[str, DegradedReference] | None = None
                        ) -> dict[str, dict[str, float]]:

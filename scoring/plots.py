@@ -29,7 +29,7 @@ SCATTER_PANEL_INCHES = (4.0, 4.0)   # 400 x 400 px per dimension
 AXIS_LIMITS = (-1.05, 1.05)
 
 
-def _save(fig, path: str | Path) -> Path:
+def save_figure(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -81,7 +81,7 @@ def plot_traces(path: str | Path, times: np.ndarray, pred: np.ndarray, gold: np.
     axes[-1, 0].set_xlabel("time (s)")
     fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_scatter(path: str | Path, pred: np.ndarray, gold: np.ndarray, dims: Sequence[str], title: str) -> Path:
@@ -128,7 +128,7 @@ def plot_scatter(path: str | Path, pred: np.ndarray, gold: np.ndarray, dims: Seq
         ax.set_title(label, fontsize="medium")
     fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _cell(value, floatfmt: str) -> str:

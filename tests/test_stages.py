@@ -165,32 +165,40 @@ def test_a_denoise_stage_builds_no_critic_optimiser(demo_root, tmp_path):
 
 
 
-def test_ablation_trains_each_variant_progressively_with_scaled_stages():
+def test_ablation_gives_every_variant_the_same_critic_iterations_with_denoise_on_top():
     import importlib.util
 
     path = Path(__file__).resolve().parents[1] / "experiments" / "ablation.py"
     spec = importlib.util.spec_from_file_location("ablation", path)
     ablation = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ablation)
-    preset = [{"variant": "denoise", "steps": 1800, "lr": 1e-3}, {"variant": "aeg_cd", "steps": 300},
-              {"variant": "aeg_cd_sz"}]
-    assert ablation.stages_for("disc", preset) == [{"variant": "disc", "steps": 0}]
-    assert ablation.stages_for("aeg_cd", preset, 0.5) == [{"variant": "denoise", "steps": 900, "lr": 1e-3},
-                                                          {"variant": "aeg_cd", "steps": 0}]
-    sz = ablation.stages_for("aeg_cd_sz", preset, 0.4)
-    assert [(s["variant"], s["steps"]) for s in sz] == [("denoise", 720), ("aeg_cd", 120), ("aeg_cd_sz", 0)]
-    # the flow string is a valid train.stages override
-    cfg = load_config(None, ["train.max_steps=1200", f"train.stages={ablation.flow(sz)}"])
-    assert [(s.variant, s.steps, s.lr) for s in cfg.train.stages] == [("denoise", 720, 1e-3), ("aeg_cd", 120, 0.0),
-                                                                      ("aeg_cd_sz", 0, 0.0)]
-    # the demo preset gives shares of max_steps, which scale by themselves
-    shares = [{"variant": "denoise", "share": 0.6, "lr": 1e-3}, {"variant": "aeg_cd", "share": 0.1}, {"variant": "aeg_cd_sz"}]
-    assert ablation.stages_for("aeg_cd", shares, 0.4) == [{"variant": "denoise", "share": 0.6, "lr": 1e-3},
-                                                          {"variant": "aeg_cd", "steps": 0}]
-    cfg = load_config(None, ["train.max_steps=1200", f"train.stages={ablation.flow(ablation.stages_for('aeg_cd_sz', shares))}"])
-    plan = plan_stages(cfg.train.stages, "aeg_cd_sz", 1200)
-    assert [(s.variant, s.start, s.end) for s in plan] == [("denoise", 0, 720), ("aeg_cd", 720, 840),
-                                                           ("aeg_cd_sz", 840, 1200)]
+    # the demo preset in shares: 3000 iterations, denoise 0.6 (1800), aeg_cd 0.1 (300), aeg_cd_sz the rest (900)
+    shares = {"train": {"max_steps": 3000, "stages": [{"variant": "denoise", "share": 0.6, "lr": 1e-3},
+                                                      {"variant": "aeg_cd", "share": 0.1}, {"variant": "aeg_cd_sz"}]}}
+    critic, denoise, part = ablation.preset_budget(shares)
+    assert (critic, denoise, part) == (1200, 1800, 0.25)
+    stages = shares["train"]["stages"]
+    assert ablation.stages_for("disc", stages, 600, 900, part) == ([{"variant": "disc", "steps": 0}], 600)
+    aeg_cd, total = ablation.stages_for("aeg_cd", stages, 600, 900, part)
+    assert total == 1500 and aeg_cd == [{"variant": "denoise", "lr": 1e-3, "steps": 900}, {"variant": "aeg_cd", "steps": 0}]
+    sz, total = ablation.stages_for("aeg_cd_sz", stages, 600, 900, part)
+    # the flow string is a valid train.stages override, and every variant's critic runs 600 iterations
+    cfg = load_config(None, [f"train.max_steps={total}", f"train.stages={ablation.flow(sz)}"])
+    plan = plan_stages(cfg.train.stages, "aeg_cd_sz", total)
+    assert [(s.variant, s.start, s.end) for s in plan] == [("denoise", 0, 900), ("aeg_cd", 900, 1050),
+                                                           ("aeg_cd_sz", 1050, 1500)]
+    assert cfg.train.stages[0].lr == 1e-3
+    for variant in ablation.VARIANTS:
+        flow, total = ablation.stages_for(variant, stages, 600, 900, part)
+        cfg = load_config(None, [f"model.variant={variant}", f"train.max_steps={total}",
+                                 f"train.stages={ablation.flow(flow)}"])
+        critic_iterations = sum(s.end - s.start for s in plan_stages(cfg.train.stages, variant, total)
+                                if s.variant != "denoise")
+        assert critic_iterations == 600
+    # a preset given in steps reads the same
+    steps = {"train": {"max_steps": 3000, "stages": [{"variant": "denoise", "steps": 1800},
+                                                     {"variant": "aeg_cd", "steps": 300}, {"variant": "aeg_cd_sz"}]}}
+    assert ablation.preset_budget(steps) == (1200, 1800, 0.25)
 
 
 def test_stage_shares_follow_max_steps_and_are_checked():

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,14 @@ from data.datasets.avec_features import align_to_labels, read_feature_file
 from data.errors import DataError
 from data.preprocess.audio import N_LLD, AudioStandardiser, lld_names, lld_track, pool_to_hop
 from data.samples.loaders import SplitData, load_split
-from data.samples.sequences import INVALID, Sequence, cached_face_maps, collate_sequences, delay_labels
+from data.samples.sequences import (
+    INVALID,
+    Sequence,
+    cached_face_maps,
+    collate_sequences,
+    delay_labels,
+    face_maps,
+)
 from gan.checkpoint import CheckpointError, load_checkpoint
 from gan.evaluation import Predictions
 from gan.features import LAYOUT
@@ -69,11 +77,13 @@ def labels_of(record: VideoRecord, cfg: RunConfig) -> np.ndarray:
     return np.concatenate([labels, np.asarray(liking, np.float32)[:, None]], axis=1)
 
 
-def sequences_of(split: SplitData, cfg: RunConfig, export: bool = True) -> list[Sequence]:
+def sequences_of(split: SplitData, cfg: RunConfig, export: bool = True,
+                 corruption: Callable[[np.ndarray, int], np.ndarray] | None = None) -> list[Sequence]:
     """One sequence per recording: its per-frame features, its labels delayed per dimension, its face maps.
 
     ``export=False`` (scoring) reads the ALN features as they are: a trained head is scored on the features it
-    was trained on, never on a fresh export."""
+    was trained on, never on a fresh export. ``corruption`` (robustness) corrupts every face crop; those maps
+    are decoded into RAM, not taken from the face cache."""
     if export:
         ensure_aln_features(cfg)
     columns = None
@@ -88,7 +98,9 @@ def sequences_of(split: SplitData, cfg: RunConfig, export: bool = True) -> list[
             log.warning("%d recording(s) without liking labels: their liking counts as unlabelled (%s)",
                         len(without), ", ".join(without[:5]))
     maps = [None] * len(split.records)
-    if cfg.sequence.maps == "faces":
+    if cfg.sequence.maps == "faces" and corruption is not None:
+        maps = [face_maps(r, cfg.sequence.face_size, corruption) for r in split.records]
+    elif cfg.sequence.maps == "faces":
         maps = cached_face_maps(split.records, cfg.sequence.face_size, cfg.data.num_workers)
     out = []
     for record, faces in zip(split.records, maps, strict=True):
@@ -391,10 +403,11 @@ def attribution_maps(model: torch.nn.Module, cfg: RunConfig, split: SplitData) -
             for d, dim in enumerate(("valence", "arousal"))}
 
 
-def predict_frames(model: torch.nn.Module, cfg: RunConfig, split: SplitData) -> Predictions:
+def predict_frames(model: torch.nn.Module, cfg: RunConfig, split: SplitData,
+                   corruption: Callable[[np.ndarray, int], np.ndarray] | None = None) -> Predictions:
     """Per-frame predictions at every usable frame of the split, in the layout of ALN's inference: the same
-    protocols, files and scorers then apply to a sequence model."""
-    sequences = sequences_of(split, cfg, export=False)
+    protocols, files and scorers then apply to a sequence model. ``corruption`` corrupts its face crops."""
+    sequences = sequences_of(split, cfg, export=False, corruption=corruption)
     outputs = predict_sequences(model, sequences, cfg.sequence.recordings, *prediction_settings(cfg))
     preds, gold, videos, frames = [], [], [], []
     for record, pred in zip(split.records, outputs, strict=True):
@@ -425,11 +438,18 @@ class SequencePredictor:
                                 "that one's features, or train this model again")
         self.splits: dict[str, SplitData] = {}
 
-    def __call__(self, split: str, robustness: bool = False) -> tuple[list, Predictions, dict]:
+    @property
+    def takes_faces(self) -> bool:
+        return self.cfg.sequence.maps == "faces"
+
+    def __call__(self, split: str, degraded_views: bool = False,
+                 corruption: Callable[[np.ndarray, int], np.ndarray] | None = None
+                 ) -> tuple[list, Predictions, dict]:
+        """``(records, predictions, {})`` on ``split``; ``corruption`` corrupts the face crops it reads."""
         if split not in self.splits:
             self.splits[split] = load_split(self.cfg.data, split, self.standardiser)[0]
         data = self.splits[split]
-        return data.records, predict_frames(self.model, self.cfg, data), {}
+        return data.records, predict_frames(self.model, self.cfg, data, corruption), {}
 
     def attribution_pngs(self, out: Path, split: str, label: str) -> list[Path]:
         """Pandit et al.'s §5.1 heatmaps (PiYG, centred at 0) of a single-filter model, one per dimension."""

@@ -82,6 +82,8 @@ class AffectFrameDataset(Dataset):
             ``face_degraded``.
         fixed_seed_base: when set, a plain integer index uses seed ``fixed_seed_base + index`` for its
             degradation (validation: the same degraded frame at every evaluation).
+        frame_seed: instead, ``frame_seed(video, frame)`` seeds a plain index's degradation: a seed from the
+            frame's identity, which other readers of the same frame (sequence models) can reproduce.
         read_image: ``(record, frame) -> (H, W, 3) uint8 RGB``, where the crops come from: the JPEG files
             (:func:`read_crop`, default) or a packed store (:class:`data.samples.packed.PackedCrops`), which
             gives the same pixels.
@@ -90,13 +92,15 @@ class AffectFrameDataset(Dataset):
     def __init__(self, records: Sequence[VideoRecord], image_size: int, audio: dict[str, np.ndarray],
                  degrader: Callable[[np.ndarray, int], np.ndarray] | None = None,
                  fixed_seed_base: int | None = None,
-                 read_image: Callable[[VideoRecord, int], np.ndarray] = read_crop):
+                 read_image: Callable[[VideoRecord, int], np.ndarray] = read_crop,
+                 frame_seed: Callable[[str, int], int] | None = None):
         self.records = list(records)
         self.read_image = read_image
         self.image_size = image_size
         self.audio = audio
         self.degrader = degrader
         self.fixed_seed_base = fixed_seed_base
+        self.frame_seed = frame_seed
         self.audio_dim = next(iter(audio.values())).shape[1] if audio else 0
         counts = [len(r.frames) for r in self.records]
         self._video_of = np.repeat(np.arange(len(self.records)), counts)
@@ -129,9 +133,11 @@ class AffectFrameDataset(Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         index, seed = key if isinstance(key, tuple) else (key, None)
-        if seed is None and self.fixed_seed_base is not None:
-            seed = self.fixed_seed_base + int(index)
         record, frame = self.locate(int(index))
+        if seed is None and self.frame_seed is not None:
+            seed = self.frame_seed(record.name, frame)
+        elif seed is None and self.fixed_seed_base is not None:
+            seed = self.fixed_seed_base + int(index)
         image = self.read_image(record, frame)
         sample = {
             "face": to_tensor(self.resize(image)),

@@ -25,6 +25,7 @@ from data.datasets.sewa import SewaConfig, index_sewa, split_recordings
 from data.errors import DataError
 from data.preprocess.audio import AudioConfig, AudioStandardiser, video_audio_features
 from data.samples.abaw_test_set import index_test_split
+from data.samples.corruptions import frame_seed
 from data.samples.dataset import AffectFrameDataset, read_crop, read_rgb, to_tensor
 from data.samples.degrade import ARTEFACTS, DegradeConfig, Degrader
 from data.samples.packed import PackedCrops
@@ -177,6 +178,50 @@ def scoring_dataset(split: SplitData, image_size: int, degrade: DegradeConfig | 
     """
     scored = dataclasses.replace(degrade, clean_share=0.0) if degrade is not None and degrade.enabled else None
     return build_dataset(split, image_size, scored, fixed_seed_base=VAL_SEED_BASE)
+
+
+def corruption_dataset(split: SplitData, image_size: int,
+                       corruption: Callable[[np.ndarray, int], np.ndarray] | None) -> AffectFrameDataset:
+    """Frames to score under one corruption of the robustness protocol (``data.samples.corruptions``).
+
+    Every frame gets ``face_degraded`` = the corrupted crop, seeded by the frame's identity
+    (:func:`~data.samples.corruptions.frame_seed`); None gives the clean frames of :func:`scoring_dataset`
+    without a degradation, in the same order.
+    """
+    return AffectFrameDataset(split.records, image_size, split.audio, corruption, None, split.read_image(),
+                              frame_seed=frame_seed if corruption is not None else None)
+
+
+class ConditionFrames(torch.utils.data.Dataset):
+    """Every frame of a split under each of several corruptions, condition by condition, in one dataset.
+
+    Item ``c * frames + i`` is frame ``i`` of :func:`corruption_dataset` under ``corruptions[c]`` (None: clean),
+    with its condition's number under ``"condition"``. One loader (and one set of worker processes) then serves a
+    whole robustness run, prefetching across the conditions' boundaries.
+    """
+
+    def __init__(self, split: SplitData, image_size: int,
+                 corruptions: list[Callable[[np.ndarray, int], np.ndarray] | None]):
+        self.sets = [corruption_dataset(split, image_size, c) for c in corruptions]
+        self.frames = len(self.sets[0])
+
+    def __len__(self) -> int:
+        return len(self.sets) * self.frames
+
+    def __getitem__(self, key: int) -> dict:
+        condition, index = divmod(int(key), self.frames)
+        return {**self.sets[condition][index], "condition": condition}
+
+
+def condition_loader(split: SplitData, image_size: int,
+                     corruptions: list[Callable[[np.ndarray, int], np.ndarray] | None],
+                     batch_size: int, num_workers: int = 0) -> DataLoader:
+    """Ordered batches of :class:`ConditionFrames`, none of which mixes two conditions."""
+    dataset = ConditionFrames(split, image_size, corruptions)
+    n = dataset.frames
+    batches = [list(range(c * n + i, c * n + min(i + batch_size, n)))
+               for c in range(len(corruptions)) for i in range(0, n, batch_size)]
+    return DataLoader(dataset, batch_sampler=batches, num_workers=num_workers, collate_fn=collate)
 
 
 def restoration_sets(split: SplitData, image_size: int, degrade: DegradeConfig, frames: int = 256,

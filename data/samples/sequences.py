@@ -28,6 +28,7 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ import numpy as np
 import torch
 
 from data.datasets.affwild2 import VideoRecord
+from data.samples.corruptions import frame_seed
 from data.samples.dataset import read_rgb
 
 INVALID = -5.0
@@ -110,15 +112,23 @@ def collate_sequences(sequences: list[Sequence]) -> dict[str, torch.Tensor | lis
             "names": [s.name for s in sequences]}
 
 
-def face_maps(record: VideoRecord, size: int) -> np.ndarray:
+def face_maps(record: VideoRecord, size: int,
+              corruption: Callable[[np.ndarray, int], np.ndarray] | None = None) -> np.ndarray:
     """(T, 3, size, size) float16 face crops in [-1, 1] of every frame, frame k on row k-1; frames without a crop
     stay 0. Decoded by the sample contract's reader, so a corrupt crop is a DataError naming the file; float16
-    keeps a demo split's faces at 32 px in a few MB."""
+    keeps a demo split's faces at 32 px in a few MB.
+
+    ``corruption(image, seed)`` (the robustness protocol, ``data.samples.corruptions``) is applied to each
+    full-resolution crop before it is resized, seeded by the frame's identity as the per-frame datasets seed it.
+    """
     out = np.zeros((record.n_frames, 3, size, size), np.float16)
     for k in range(1, record.n_frames + 1):
         path = record.image_path(k)
         if path.is_file():
-            image = cv2.resize(read_rgb(path), (size, size), interpolation=cv2.INTER_AREA)
+            image = read_rgb(path)
+            if corruption is not None:
+                image = corruption(image, frame_seed(record.name, k))
+            image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
             out[k - 1] = image.transpose(2, 0, 1).astype(np.float32) / 127.5 - 1.0
     return out
 
