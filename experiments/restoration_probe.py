@@ -2,6 +2,7 @@
 
     python experiments/restoration_probe.py [--steps 1800] [--batch 16] [--lr 1e-3] [--beta1 0.9]
         [--norm none|instance] [--residual] [--identity] [--augment] [--train-videos 96 --frames 75 --val-videos 8]
+        [--width 16 --res-blocks 2] [--severity-frames 256]
 
 The probe isolates the generator from the GAN: L1(AEG(degraded), clean) with Adam on the demo data
 (``--identity``: L1(AEG(clean), clean), the auto-encoder's own fidelity with nothing to remove). Four times
@@ -10,7 +11,10 @@ training mix (``all``): PSNR of the degraded input and of the AEG's output again
 training L1 at that step. ``--residual`` adds the input to the AEG's output (a global skip, not the paper's
 design) to show what it does; ``--augment`` flips and colour-jitters clean and degraded faces alike. The
 README's "Why the generator did not restore" cites runs of this script. A JSON copy of the printed rows goes
-to ``--out`` when given.
+to ``--out`` when given. With ``--severity-frames N`` the final AEG is also scored on N validation frames under
+every (artefact, severity) of the robustness protocol (``data/samples/corruptions.py``): degraded and restored
+PSNR/SSIM per severity, plus the seconds per training step; the README's capacity table (AEG widths 16, 32, 64)
+comes from these runs.
 """
 
 from __future__ import annotations
@@ -27,8 +31,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data.datasets.demo import DemoSpec  # noqa: E402
+from data.samples.corruptions import conditions  # noqa: E402
 from data.samples.degrade import DegradeConfig  # noqa: E402
-from data.samples.loaders import DataConfig, build_dataset, load_split, restoration_sets, train_loader  # noqa: E402
+from data.samples.loaders import (  # noqa: E402
+    DataConfig,
+    build_dataset,
+    corruption_sets,
+    load_split,
+    restoration_sets,
+    train_loader,
+)
 from gan.evaluation import restoration_scores  # noqa: E402
 from gan.models import AEG  # noqa: E402
 
@@ -73,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-videos", type=int, default=DemoSpec.num_val)
     p.add_argument("--frames", type=int, default=DemoSpec.frames)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--severity-frames", type=int, default=0,
+                   help="score the final AEG under the robustness protocol on this many validation frames")
     p.add_argument("--out", default="")
     a = p.parse_args(argv)
     if a.threads:
@@ -100,13 +114,26 @@ def main(argv: list[str] | None = None) -> int:
         loss.backward()
         opt.step()
         if step % max(1, a.steps // 4) == 0 or step == a.steps:
+            evaluating = time.time()
             table = restoration_scores(model, sets, torch.device("cpu"))
             row = {"step": step, "seconds": round(time.time() - started), "train_l1": round(loss.item(), 4),
+                   "eval_seconds": round(time.time() - evaluating, 2),
                    **{name: [round(r["psnr_degraded"], 2), round(r["psnr_restored"], 2)] for name, r in table.items()}}
             rows.append(row)
             print(json.dumps(row), flush=True)
+    seconds_per_step = (time.time() - started - sum(r.get("eval_seconds", 0) for r in rows)) / a.steps
+    protocol = {}
+    if a.severity_frames:
+        sets = corruption_sets(val_split, a.image_size, a.severity_frames, conditions())
+        table = restoration_scores(model, sets, torch.device("cpu"))
+        protocol = {name: {k: round(v, 4) for k, v in row.items()} for name, row in table.items()}
+        for name, row in protocol.items():
+            print(json.dumps({"condition": name, **row}), flush=True)
+    print(json.dumps({"width": a.width, "res_blocks": a.res_blocks, "parameters": sum(
+        t.numel() for t in model.parameters()), "seconds_per_step": round(seconds_per_step, 4)}), flush=True)
     if a.out:
-        Path(a.out).write_text(json.dumps({"args": vars(a), "rows": rows}, indent=2) + "\n")
+        Path(a.out).write_text(json.dumps({"args": vars(a), "rows": rows, "protocol": protocol,
+                                           "seconds_per_step": seconds_per_step}, indent=2) + "\n")
     return 0
 
 

@@ -25,7 +25,7 @@ from data.datasets.sewa import SewaConfig, index_sewa, split_recordings
 from data.errors import DataError
 from data.preprocess.audio import AudioConfig, AudioStandardiser, video_audio_features
 from data.samples.abaw_test_set import index_test_split
-from data.samples.corruptions import frame_seed
+from data.samples.corruptions import Corruption, frame_seed
 from data.samples.dataset import AffectFrameDataset, read_crop, read_rgb, to_tensor
 from data.samples.degrade import ARTEFACTS, DegradeConfig, Degrader
 from data.samples.packed import PackedCrops
@@ -222,6 +222,22 @@ def condition_loader(split: SplitData, image_size: int,
     batches = [list(range(c * n + i, c * n + min(i + batch_size, n)))
                for c in range(len(corruptions)) for i in range(0, n, batch_size)]
     return DataLoader(dataset, batch_sampler=batches, num_workers=num_workers, collate_fn=collate)
+
+
+def corruption_sets(split: SplitData, image_size: int, frames: int,
+                    selected: list[tuple[str, int]]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Fixed (clean, corrupted) batches of ``frames`` frames spread over the split, one per ``(artefact, severity)``
+    of the robustness protocol, keyed ``"<artefact>-<severity>"``; the same frames and seeds as the protocol
+    gives them (:func:`corruption_dataset`), for :func:`gan.evaluation.restoration_scores`."""
+    plain = corruption_dataset(split, image_size, None)
+    picks = np.linspace(0, len(plain) - 1, min(frames, len(plain))).astype(int)
+    clean = torch.stack([plain[int(i)]["face"] for i in picks])
+    out = {}
+    for artefact, severity in selected:
+        dataset = corruption_dataset(split, image_size, Corruption(artefact, severity) if severity else None)
+        key = "face_degraded" if severity else "face"
+        out[f"{artefact}-{severity}"] = (clean, torch.stack([dataset[int(i)][key] for i in picks]))
+    return out
 
 
 def restoration_sets(split: SplitData, image_size: int, degrade: DegradeConfig, frames: int = 256,
