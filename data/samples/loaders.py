@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from data.datasets.affwild2 import VideoRecord, index_split
-from data.datasets.demo import DemoSpec, default_demo_root, ensure_demo_dataset
+from data.datasets.demo import DemoSpec, default_root_for, ensure_demo_dataset
 from data.datasets.sewa import SewaConfig, index_sewa, split_recordings
 from data.errors import DataError
 from data.preprocess.audio import AudioConfig, AudioStandardiser, video_audio_features
@@ -42,7 +42,7 @@ class DataConfig:
     """Which data, where, and how it is turned into samples."""
 
     dataset: str = "demo"          # demo | affwild2 | sewa
-    root: str = ""                 # dataset root; "" = the demo cache folder (demo only)
+    root: str = ""                 # dataset root; "" = the demo cache folder (demo, or sewa with demo.layout=sewa)
     fold: int = 0                  # sewa, protocol folds: the test fold (validation is the next one)
     train_splits: list[str] = field(default_factory=lambda: ["train"])   # [train, val]: the final model (§III-E)
     test_list: str = ""            # affwild2 --split test: the released names file ("" = ROOT/test_set.txt)
@@ -52,7 +52,7 @@ class DataConfig:
     num_workers: int = 1           # DataLoader worker processes for training batches
     store: str = "jpeg"            # jpeg: the crop files | packed: ROOT/cropped_packed (python -m data.pack ROOT)
     eval_batch_size: int = 128
-    demo: DemoSpec = field(default_factory=DemoSpec)   # size of the generated demo data (dataset=demo)
+    demo: DemoSpec = field(default_factory=DemoSpec)   # the generated demo data (dataset=demo; layout=sewa: sewa)
     sewa: SewaConfig = field(default_factory=SewaConfig)  # label mapping, delays, protocol (dataset=sewa)
     degrade: DegradeConfig = field(default_factory=DegradeConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
@@ -60,8 +60,12 @@ class DataConfig:
     def validate(self) -> None:
         if self.dataset not in DATASETS:
             raise ValueError(f"data.dataset must be one of {DATASETS}, got {self.dataset!r}")
-        if self.dataset != "demo" and not self.root:
-            raise ValueError(f"data.root must be set for data.dataset={self.dataset}")
+        if self.demo.layout == "sewa" and self.dataset != "sewa":
+            raise ValueError(f"data.demo.layout=sewa writes the demo in the SEWA layout, read with data.dataset=sewa "
+                             f"(got data.dataset={self.dataset})")
+        if self.dataset != "demo" and not self.root and not self.sewa_demo:
+            hint = " (or data.demo.layout=sewa for the built-in SEWA-layout demo)" if self.dataset == "sewa" else ""
+            raise ValueError(f"data.root must be set for data.dataset={self.dataset}{hint}")
         if self.store not in STORES:
             raise ValueError(f"data.store must be one of {STORES}, got {self.store!r}")
         if self.num_workers < 0 or self.eval_batch_size < 1:
@@ -76,17 +80,26 @@ class DataConfig:
         if not 0 <= self.fold < self.sewa.num_folds:
             raise ValueError(f"data.fold must be in [0, {self.sewa.num_folds - 1}], got {self.fold}")
 
+    @property
+    def sewa_demo(self) -> bool:
+        """True when the data is the built-in demo in the SEWA layout (``dataset=sewa``, ``demo.layout=sewa``)."""
+        return self.dataset == "sewa" and self.demo.layout == "sewa"
+
 
 def resolve_root(cfg: DataConfig) -> Path:
-    """The dataset root; for the demo, generated on first use (deterministic, cached)."""
-    if cfg.dataset == "demo":
+    """The dataset root; for the demo (either layout), generated on first use (deterministic, cached).
+
+    ``data.dataset=demo`` (Aff-Wild2 layout) and ``data.dataset=sewa data.demo.layout=sewa`` generate into
+    ``data.root`` when it is set, else into the cache folder of the spec
+    (:func:`~data.datasets.demo.default_root_for`: a non-default size gets its own folder instead of replacing
+    the default one). Any other dataset is read from ``data.root``.
+    """
+    if cfg.dataset == "demo" or cfg.sewa_demo:
         if cfg.root:
             return ensure_demo_dataset(Path(cfg.root).expanduser(), cfg.demo)
-        root = default_demo_root()
-        if cfg.demo != DemoSpec():  # a non-default size gets its own cache folder instead of replacing the default
-            root = root.with_name(f"{root.name}-{cfg.demo.num_train}x{cfg.demo.num_val}x{cfg.demo.frames}"
-                                  f"-{cfg.demo.size}px-seed{cfg.demo.seed}")
-        return ensure_demo_dataset(root, cfg.demo)
+        return ensure_demo_dataset(default_root_for(cfg.demo), cfg.demo)
+    if not cfg.root:
+        raise DataError(f"data.root is not set (set it to your {cfg.dataset} folder)")
     root = Path(cfg.root).expanduser()
     if not root.is_dir():
         raise DataError(f"{root}: data root does not exist (set data.root to your {cfg.dataset} folder)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 
@@ -50,3 +52,76 @@ def va_traces(n_frames: int, rng: np.random.Generator) -> np.ndarray:
         va[:, 1] /= max(float(np.abs(va[:, 1]).max()), 1e-9)
     va = va * peak + offset
     return np.clip(va, -0.95, 0.95).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class SinusoidTrace:
+    """A smooth trace defined at every time: ``x(t) = sum_i amps[i] * sin(2 pi t / periods[i] + phases[i]) + bias``.
+
+    Used where labels and images sample the same trace at different times (the SEWA-layout demo: 10 Hz labels
+    shifted by annotator delays, video frames at their own rate), so every sample is an exact value of one
+    function rather than an interpolation of another sampling.
+    """
+
+    amps: np.ndarray      # (k,)
+    periods: np.ndarray   # (k,) seconds
+    phases: np.ndarray    # (k,) radians
+    bias: float = 0.0
+
+    def __call__(self, t: np.ndarray | float) -> np.ndarray:
+        """float64 values at the times ``t`` (seconds), same shape as ``t``."""
+        t = np.asarray(t, np.float64)
+        arg = 2.0 * np.pi * t[..., None] / self.periods + self.phases
+        return np.sin(arg) @ self.amps + self.bias
+
+    def affine(self, scale: float, shift: float = 0.0) -> SinusoidTrace:
+        """``scale * x(t) + shift``."""
+        return SinusoidTrace(self.amps * scale, self.periods, self.phases, self.bias * scale + shift)
+
+    def plus(self, other: SinusoidTrace, weight: float = 1.0) -> SinusoidTrace:
+        """``x(t) + weight * other(t)``."""
+        return SinusoidTrace(np.concatenate([self.amps, weight * other.amps]),
+                             np.concatenate([self.periods, other.periods]),
+                             np.concatenate([self.phases, other.phases]), self.bias + weight * other.bias)
+
+
+def _random_trace(rng: np.random.Generator, periods: tuple[float, float], components: int) -> SinusoidTrace:
+    period = rng.uniform(*periods, size=components)
+    phase = rng.uniform(0.0, 2.0 * np.pi, size=components)
+    amp = rng.uniform(0.4, 1.0, size=components)
+    return SinusoidTrace(amp, period, phase)
+
+
+def _centred_unit(trace: SinusoidTrace, grid: np.ndarray) -> SinusoidTrace:
+    """``trace`` shifted to mean 0 and scaled to max |x| = 1 over ``grid``."""
+    centred = trace.affine(1.0, -float(trace(grid).mean()))
+    return centred.affine(1.0 / max(float(np.abs(centred(grid)).max()), 1e-9))
+
+
+def expression_traces(start_s: float, end_s: float, rng: np.random.Generator) -> dict[str, SinusoidTrace]:
+    """Smooth ``valence``, ``arousal`` and ``liking`` traces over ``[start_s, end_s]`` seconds, within +-0.95 there.
+
+    The continuous-time counterpart of :func:`va_traces`: per dimension three sinusoids with periods of
+    5-20 s plus a faint 1.5-3 s one, centred and scaled to a peak of 1 over the interval (sampled at 100 Hz).
+    Arousal is decorrelated from valence; liking is half valence, half its own slow trace (in SEWA, liking
+    goes with valence). Each is then scaled to a random peak of 0.75-0.85 and shifted by at most 0.1, so no
+    value needs clipping (between the 100 Hz points the peak may exceed 1 by ~1e-4: still inside [-1, 1]).
+    """
+    grid = np.linspace(start_s, end_s, max(2, int(round((end_s - start_s) * 100)) + 1))
+    raw = {}
+    for dim in ("valence", "arousal", "liking"):
+        slow = _centred_unit(_random_trace(rng, (5.0, 20.0), 3), grid)
+        fast = _centred_unit(_random_trace(rng, (1.5, 3.0), 1), grid)
+        raw[dim] = slow.affine(0.92).plus(fast, 0.08)
+    v = raw["valence"].affine(1.0, -float(raw["valence"](grid).mean()))
+    v_values = v(grid)
+    denom = float(v_values @ v_values)
+    if denom > 1e-12:  # remove arousal's projection on valence (see va_traces)
+        a = raw["arousal"].affine(1.0, -float(raw["arousal"](grid).mean()))
+        raw["arousal"] = a.plus(v, -float(v_values @ a(grid)) / denom)
+    raw["liking"] = _centred_unit(raw["liking"], grid).plus(_centred_unit(raw["valence"], grid), 1.0)
+    out = {}
+    for dim, trace in raw.items():
+        peak, offset = rng.uniform(0.75, 0.85), rng.uniform(-0.1, 0.1)
+        out[dim] = _centred_unit(trace, grid).affine(peak, offset)
+    return out
