@@ -18,7 +18,7 @@ from tests.fixtures import write_recording
 from tests.train_helpers import REPO, TINY
 from training.cross_validate import fold_list
 
-STEPS = 120
+STEPS = 80
 
 
 def _common(root: Path) -> list[str]:
@@ -68,7 +68,7 @@ def test_a_killed_cross_validation_resumes_and_ends_with_the_uninterrupted_table
     cut = tmp_path / "cut"
     run = _start(sewa_root, cut)
     deadline = time.time() + 900
-    while _step_logged(cut / "fold2") < 25 and run.poll() is None and time.time() < deadline:
+    while _step_logged(cut / "fold2") < 21 and run.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     run.send_signal(signal.SIGTERM)
     output = run.communicate(timeout=300)[0]
