@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=1, help="folds trained at once (CPU; threads split between them)")
     parser.add_argument("--nproc-per-node", type=int, default=1, help="train each fold with torchrun on N ranks")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides for every fold; run.dir=OUT")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)   # options may come after KEY=VALUE overrides too
     if args.jobs < 1 or args.nproc_per_node < 1:
         parser.error("--jobs and --nproc-per-node must be >= 1")
     return args
