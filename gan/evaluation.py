@@ -208,12 +208,13 @@ def predict_corrupted(models: list[ALN], batches: Iterable[dict], device: torch.
     for pred, restoration in zip(preds, sums, strict=True):
         result = Predictions(torch.cat(pred).cpu().numpy(), gold_np, list(videos), list(frames))
         if restoration.frames:
-            result.psnr_restored, result.ssim_restored = (restoration.sums[:2] / restoration.frames).tolist()
+            means = restoration.means(None)
+            result.psnr_restored, result.ssim_restored = means["psnr_restored"], means["ssim_restored"]
         results.append(result)
     if not corrupted or not reference.frames:
         return results, None
-    psnr, ssim = (reference.sums[2:] / reference.frames).tolist()
-    return results, DegradedReference(psnr, ssim)
+    means = reference.means(None)
+    return results, DegradedReference(means["psnr_degraded"], means["ssim_degraded"])
 
 
 @torch.no_grad()
