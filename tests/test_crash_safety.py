@@ -1,8 +1,8 @@
-"""Runs that survive kills and failing writes: run.resume=auto, SIGKILL at random moments, full disks.
+"""Runs that survive kills and failing writes: run.resume=auto, SIGKILL at planned moments, full disks.
 
-The kill test reruns the same command (what a job scheduler does) after each SIGKILL, one of them while a
-checkpoint is being written. To make that moment catchable, the child process gets a ``sitecustomize``
-that slows ``os.fsync`` down (the checkpoint writer fsyncs its temporary file before renaming it).
+The kill test reruns the same command (what a job scheduler does) after each SIGKILL. The moments are
+defined by the run's own progress (the N-th line of metrics.jsonl, the N-th checkpoint write), never by
+wall time, so every planned kill happens on a machine of any speed (tests/progress_triggers.py).
 """
 
 from __future__ import annotations
@@ -10,50 +10,34 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from gan.checkpoint import load_checkpoint
-from tests.train_helpers import REPO, TINY, _jsonl, _run
+from tests import progress_triggers
+from tests.train_helpers import HANG_GUARD_S, REPO, TINY, _jsonl, _run
 
-KILL_ARGS = ["train.max_steps=10", "train.eval_every=2", "train.log_every=1", "train.threads=1", "run.resume=auto"]
-SLOW_FSYNC = """import os, time
-_fsync = os.fsync
-def _slow(fd):
-    time.sleep(0.4)
-    _fsync(fd)
-os.fsync = _slow
-"""
+STEPS = 10
+KILL_ARGS = [f"train.max_steps={STEPS}", "train.eval_every=2", "train.log_every=1", "train.threads=1",
+             "run.resume=auto"]
 
 
-def _start(demo_root: Path, run: Path, shim: Path | None) -> subprocess.Popen:
-    path = f"{shim}{os.pathsep}{REPO}" if shim else str(REPO)
-    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+def _start(demo_root: Path, run: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    env = {**(env or {**os.environ, "PYTHONPATH": str(REPO)}), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "train.py", *TINY, f"data.root={demo_root}", f"run.dir={run}",
                              *KILL_ARGS], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def _kill_when(process: subprocess.Popen, ready, timeout: float = 120.0) -> bool:
-    """SIGKILL ``process`` as soon as ``ready()`` holds; False when it finished first."""
-    deadline = time.time() + timeout
-    while process.poll() is None and time.time() < deadline:
-        if ready():
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-            return True
-        time.sleep(0.002)
-    process.wait(timeout=timeout)
-    return False
-
-
 def _writing_a_checkpoint(run: Path) -> bool:
     return any(run.glob(".*.pt.*.tmp"))
+
+
+def _saved_step(run: Path) -> int:
+    return load_checkpoint(run / "last.pt")["step"] if (run / "last.pt").exists() else 0
 
 
 def _check_run_folder(run: Path) -> None:
@@ -65,39 +49,49 @@ def _check_run_folder(run: Path) -> None:
             json.loads(line)    # at most the last line, being written at the kill, may be torn
 
 
-def test_sigkill_at_random_moments_then_rerun_finishes_with_the_weights_of_an_uninterrupted_run(demo_root, tmp_path):
-    shim = tmp_path / "shim"
-    shim.mkdir()
-    (shim / "sitecustomize.py").write_text(SLOW_FSYNC)
+def _kill_plan(seed: int) -> list[str]:
+    """Four kinds of kill in a seeded order, two of them during a checkpoint write."""
+    kinds = ["checkpoint", "line", "checkpoint", "line"]
+    random.Random(seed).shuffle(kinds)
+    return kinds
+
+
+def _moment(kind: str, remaining_steps: int, rng: random.Random) -> int:
+    """A seeded N that the rest of the run is sure to reach: at least one log line per remaining step
+    (log_every=1) and one checkpoint write per two (eval_every=2, and the last step saves)."""
+    return rng.randint(1, remaining_steps if kind == "line" else -(-remaining_steps // 2))
+
+
+def test_sigkill_at_planned_moments_then_rerun_finishes_with_the_weights_of_an_uninterrupted_run(demo_root, tmp_path):
+    shim = progress_triggers.install(tmp_path / "shim")
     run = tmp_path / "killed"
     rng = random.Random(0)
-    kills, during_write = 0, 0
-    plans = ["checkpoint", "random", "checkpoint", "random"]
-    for plan in plans:
-        started = time.time()
-        process = _start(demo_root, run, shim)
-        delay = rng.uniform(2.0, 8.0)
-        ready = (lambda: _writing_a_checkpoint(run)) if plan == "checkpoint" else (lambda: time.time() - started > delay)  # noqa: B023
-        if _kill_when(process, ready):
-            kills += 1
-            during_write += _writing_a_checkpoint(run)   # the temporary file the kill left behind
-            _check_run_folder(run)
-        else:
-            break
-    final = _start(demo_root, run, shim)
-    assert final.wait(timeout=300) == 0, final.stderr.read().decode()[-2000:]
-    assert kills >= 3 and during_write >= 1, (kills, during_write)
+    observed = []
+    for kind in _kill_plan(0):
+        before = _saved_step(run)
+        moment = _moment(kind, STEPS - before, rng)
+        process = _start(demo_root, run, progress_triggers.environment(shim, kind, moment, "kill"))
+        code = process.wait(timeout=HANG_GUARD_S)
+        assert code == -9, (kind, moment, code, process.stderr.read().decode()[-2000:])   # the kill happened
+        observed.append((kind, moment, before, _writing_a_checkpoint(run)))
+        _check_run_folder(run)
+    # a kill in a checkpoint write leaves its temporary file (and the previous checkpoint); one after a line does not
+    assert [(kind, mid_write) for kind, _, _, mid_write in observed] == [
+        (kind, kind == "checkpoint") for kind in _kill_plan(0)], observed
+    print("kills (kind, N, resumed from step, during a write):", observed)
+    final = _start(demo_root, run)
+    assert final.wait(timeout=HANG_GUARD_S) == 0, final.stderr.read().decode()[-2000:]
     assert not list(run.glob(".*.tmp"))
 
     rows = [json.dumps(r, sort_keys=True) for r in _jsonl(run / "metrics.jsonl")]
     assert len(rows) == len(set(rows))   # no duplicated (and, parsed above, no torn) lines
     steps = [json.loads(r)["step"] for r in rows if "D/loss" in json.loads(r) or "G/denoise" in json.loads(r)]
-    assert steps == list(range(1, 11))
+    assert steps == list(range(1, STEPS + 1))
 
     reference = tmp_path / "uninterrupted"
-    assert _start(demo_root, reference, None).wait(timeout=300) == 0
+    assert _start(demo_root, reference).wait(timeout=HANG_GUARD_S) == 0
     killed, whole = load_checkpoint(run / "last.pt"), load_checkpoint(reference / "last.pt")
-    assert killed["step"] == whole["step"] == 10
+    assert killed["step"] == whole["step"] == STEPS
     for name, tensor in whole["model"].items():
         assert torch.equal(killed["model"][name], tensor), name
 

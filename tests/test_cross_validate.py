@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from runconfig import ConfigError
+from tests import progress_triggers
 from tests.fixtures import write_recording
-from tests.train_helpers import REPO, TINY
+from tests.train_helpers import HANG_GUARD_S, REPO, TINY
 from training.cross_validate import fold_list
 
 STEPS = 80
@@ -28,18 +27,10 @@ def _common(root: Path) -> list[str]:
             "train.eval_every=20", "train.threads=1"]
 
 
-def _start(root: Path, out: Path, *extra: str) -> subprocess.Popen:
+def _start(root: Path, out: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "training.cross_validate", *_common(root), f"run.dir={out}",
                              *extra], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-
-
-def _step_logged(run: Path) -> int:
-    path = run / "metrics.jsonl"
-    if not path.is_file():
-        return 0
-    steps = [json.loads(line).get("step", 0) for line in path.read_text().splitlines() if line.endswith("}")]
-    return max(steps, default=0)
+                            env={**(env or os.environ), "OMP_NUM_THREADS": "1"})
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +44,7 @@ def sewa_root(tmp_path_factory):
 def test_a_killed_cross_validation_resumes_and_ends_with_the_uninterrupted_table(sewa_root, tmp_path):
     whole = tmp_path / "whole"
     done = _start(sewa_root, whole)
-    output = done.communicate(timeout=900)[0]
+    output = done.communicate(timeout=HANG_GUARD_S)[0]
     assert done.returncode == 0, output
     table = json.loads((whole / "folds.json").read_text())["folds"]
     assert [r["fold"] for r in table] == ["fold0", "fold1", "fold2", "mean", "std"]
@@ -64,14 +55,13 @@ def test_a_killed_cross_validation_resumes_and_ends_with_the_uninterrupted_table
         assert metrics["optimistic"] is None      # best.pt was chosen on the validation fold, scored on the test fold
     assert (whole / "folds.md").read_text().startswith("| fold |")
 
-    # the same command, stopped (SIGTERM, as a scheduler's preemption) while fold 2 trains
+    # the same command, stopped (SIGTERM, as a scheduler's preemption) while fold 2 trains: fold 2's process
+    # signals its parent after its 12th log line (about step 20 of 80), whatever the machine's speed
     cut = tmp_path / "cut"
-    run = _start(sewa_root, cut)
-    deadline = time.time() + 900
-    while _step_logged(cut / "fold2") < 21 and run.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    run.send_signal(signal.SIGTERM)
-    output = run.communicate(timeout=300)[0]
+    shim = progress_triggers.install(tmp_path / "shim")
+    run = _start(sewa_root, cut, env=progress_triggers.environment(shim, "line", 12, "term-parent",
+                                                                      only=f"{cut / 'fold2'}"))
+    output = run.communicate(timeout=HANG_GUARD_S)[0]
     assert run.returncode == 130, output
     assert "rerun the same command" in output
     import torch
@@ -81,7 +71,7 @@ def test_a_killed_cross_validation_resumes_and_ends_with_the_uninterrupted_table
     assert not (cut / "folds.json").exists()
 
     again = _start(sewa_root, cut)
-    output = again.communicate(timeout=900)[0]
+    output = again.communicate(timeout=HANG_GUARD_S)[0]
     assert again.returncode == 0, output
     assert "fold 0: finished" in output and "fold 1: finished" in output and "fold 2: resuming" in output
     assert json.loads((cut / "folds.json").read_text())["folds"] == table

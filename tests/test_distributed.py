@@ -19,7 +19,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from gan.losses import AffectLoss, class_balance_weights
-from tests.train_helpers import REPO, TINY, _jsonl
+from tests.train_helpers import HANG_GUARD_S, REPO, TINY, _jsonl
 from training.distributed import Distributed
 
 #: weights (absolute) of one and of two processes agree to WEIGHTS, Adam's moments to MOMENTS of their scale;
@@ -64,7 +64,7 @@ def _train(demo_root: Path, run: Path, *extra: str, processes: int = 1, write_lo
         shim.mkdir(exist_ok=True)
         (shim / "sitecustomize.py").write_text(RECORD_WRITES)
     result = subprocess.run(command, cwd=REPO, env=_env(shim, write_log), capture_output=True, text=True,
-                            timeout=600)
+                            timeout=HANG_GUARD_S)
     assert result.returncode == 0, result.stderr[-3000:]
 
 

@@ -17,7 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import evaluate
 import train
 from scoring.metrics import ccc
-from tests.train_helpers import REPO, TINY, _final_state, _interrupted_run, _jsonl, _run
+from tests.train_helpers import HANG_GUARD_S, REPO, TINY, _final_state, _interrupted_run, _jsonl, _run
 
 
 def test_train_checkpoint_evaluate(demo_root, tmp_path, capsys):
@@ -181,7 +181,7 @@ def test_disc_variant_trains_without_generator(demo_root, tmp_path):
 
 def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
 
 
 def _assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> None:

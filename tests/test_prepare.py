@@ -19,6 +19,7 @@ from data.preprocess import audio as audio_mod
 from data.preprocess.audio import AudioConfig, video_audio_features
 from data.preprocess.faces import make_landmarker, template
 from tests.test_video import face_frame, grey_frame, write_video
+from tests.train_helpers import HANG_GUARD_S
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--no-progress", "--threads", "1"]  # one torch thread: tests share the machine with other jobs
@@ -165,7 +166,7 @@ def test_bad_inputs_do_not_stop_the_batch(videos, tmp_path):
     root = tmp_path / "out"
     command = [sys.executable, "-m", "data.prepare", str(batch), "--out", str(root), "--workers", "2",
                "--no-progress"]
-    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     assert f"{batch / 'broken.mp4'}: not a readable video" in proc.stderr

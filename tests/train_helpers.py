@@ -13,6 +13,10 @@ import torch
 import train
 
 REPO = Path(__file__).resolve().parents[1]
+# A child process still running after this long has hung: a guard, never what a test checks. The longest
+# child of the suite (the 3-fold cross-validation) takes about 40 s on a 2-core machine, so the guard holds
+# on a machine more than 10x slower, or as loaded.
+HANG_GUARD_S = 3600
 TINY = ["data.demo.num_train=3", "data.demo.num_val=2", "data.demo.frames=40", "data.demo.size=32",
         "model.image_size=32", "model.g_conv_dim=4", "model.g_res_blocks=1", "model.d_conv_dim=4",
         "train.batch_size=8", "train.log_every=2", "data.num_workers=0", "data.eval_batch_size=32",
