@@ -59,7 +59,7 @@ from data.samples.loaders import (
     scoring_dataset,
 )
 from gan.checkpoint import CheckpointError, inference_model, load_checkpoint, system_name
-from gan.evaluation import Predictions, predict_batches, restoration_scores
+from gan.evaluation import Predictions, predict_batches, restoration_scores, tune_for_fixed_shapes
 from runconfig import ConfigError, build_config, resolve_device, run_cli
 from scoring.metrics import score_dimension, score_va
 from scoring.plots import markdown_table, plot_scatter, plot_traces
@@ -186,6 +186,7 @@ def evaluate_checkpoint(path: str, ckpt: dict, args: argparse.Namespace, out: Pa
     split = args.split or ("test" if cfg.data.dataset == "sewa" else "val")
     protocol = args.protocol or ("avec2019" if cfg.data.dataset == "sewa" else "abaw")
     device = resolve_device(args.device)
+    tune_for_fixed_shapes(device)
     standardiser = AudioStandardiser.from_state_dict(ckpt["audio_stats"])
     predict = _predictor(ckpt, cfg, standardiser, device)
     if split == "test" and cfg.data.dataset == "affwild2":

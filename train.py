@@ -9,7 +9,8 @@ The default preset is ``configs/demo.yaml`` (variant ``aeg_cd_sz`` on the built-
 
 The loop is iteration based: every iteration is one D step; every ``train.n_critic``-th iteration is
 also a G step. The run folder receives ``config.yaml``, ``last.pt``, ``best.pt``, ``metrics.jsonl`` and
-TensorBoard events under ``tb/``. Ctrl-C or SIGTERM saves ``last.pt`` before leaving.
+TensorBoard events under ``tb/``. Ctrl-C or SIGTERM saves ``last.pt`` before leaving (a data-parallel job at
+the next log step, every process at the same step).
 
 Data-parallel training: ``torchrun --standalone --nproc_per_node=N train.py [KEY=VALUE ...]`` (one
 process per GPU, or N CPU processes with gloo), across machines with ``--nnodes``/``--rdzv_endpoint``.
@@ -34,6 +35,7 @@ from tqdm import tqdm
 from data.preprocess.audio import AudioStandardiser
 from data.samples.loaders import build_dataset, load_split, train_loader
 from gan.checkpoint import load_checkpoint, restore_rng_state, rng_state
+from gan.evaluation import tune_for_fixed_shapes
 from gan.losses import class_balance_weights
 from gan.stages import plan_stages
 from runconfig import (
@@ -95,6 +97,7 @@ class Trainer:
         device = resolve_device(cfg.train.device)
         self.dist = Distributed.from_environment(device)
         self.device = self.dist.device(device)
+        tune_for_fixed_shapes(self.device)
         if not self.dist.is_main:   # one voice: rank 0 reports progress, the others only warnings
             logging.getLogger().setLevel(logging.WARNING)
         if cfg.train.threads:
@@ -119,7 +122,8 @@ class Trainer:
             log.info("initialised %d tensors from %s; %d new (%s)", copied, cfg.run.init_from, len(fresh),
                      ", ".join(fresh[:4]) + (" ..." if len(fresh) > 4 else ""))
         self.runlog = RunLog(self.folder.path, self.step if ckpt else None) if self.dist.is_main else None
-        self.stop_requested = False
+        self.stop_requested = False   # set by a signal handler of this process
+        self.stop_agreed = False      # some process's stop request, as agreed on at the latest log step
 
     def _load_data(self, ckpt: dict | None) -> torch.Tensor:
         """Training set, validator (rank 0) and the class-balance table, computed once on rank 0 and shared.
@@ -172,11 +176,19 @@ class Trainer:
         log.info("stage %s: steps %d..%d", self.stage.name, self.stage.start + 1, self.stage.end)
 
     def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        """One iteration on ``batch`` (a loader's batch, on any device: moved to the training device here)."""
+        batch = {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         return self.stepper.train_step(batch, self.step)
 
     def log_step(self, logs: dict[str, torch.Tensor]) -> dict[str, float]:
-        """Scalars of this step, averaged over processes (= the global batch's); rank 0 writes them."""
-        values = {k: float(v) for k, v in self.dist.mean(logs).items()}
+        """Scalars of this step, averaged over processes (= the global batch's); rank 0 writes them.
+
+        The only host reads of the loop happen here (and in validation). The stop flag of a data-parallel
+        job is agreed on in the same all-reduce (``stop_agreed``).
+        """
+        averaged, stop = self.dist.log_mean_and_stop(logs, self.stop_requested, self.device)
+        self.stop_agreed = self.stop_requested if stop is None else float(stop) > 0
+        values = {k: float(v) for k, v in averaged.items()}
         bad = next((k for k, v in values.items() if not np.isfinite(v)), None)
         if bad:
             raise FloatingPointError(f"{bad} is not finite at step {self.step}")
@@ -230,20 +242,19 @@ class Trainer:
                     self.enter_next_stage()
                     self.stepper.model.train()
                 bar.set_description(f"{self.stage.name}", refresh=False)
-                batch = {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
-                         for k, v in next(stream).items()}
-                logs = self.train_step(batch)
+                logs = self.train_step(next(stream))
                 self.step += 1
                 bar.update(1)
                 stage_done = self.step == self.stage.end
-                if self.step % t.log_every == 0 or stage_done:
+                logged = self.step % t.log_every == 0 or stage_done
+                if logged:
                     values = self.log_step(logs)
                     postfix.update({k: f"{values[k]:.3f}" for k in ("D/loss", "G/loss", "G/denoise") if k in values})
                 if (self.step % t.eval_every == 0 or stage_done) and main:
                     last_val = self.validate_and_save(stage_done)
                     postfix["val_ccc"] = f"V {last_val['valence']:.3f} A {last_val['arousal']:.3f}"
                 bar.set_postfix(postfix, refresh=False)
-                if self.dist.any(self.stop_requested):   # a signal that reached any process stops all at this step
+                if self.stop_requested if not self.dist.enabled else (logged and self.stop_agreed):
                     bar.close()
                     if main:
                         path = self.folder.save("last.pt", self.state())

@@ -74,17 +74,28 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def rng_state() -> dict[str, Any]:
-    """Torch RNG states (CPU and every CUDA device): the loop's only sources of randomness."""
+    """Torch RNG states: the CPU's and, on a CUDA machine, the current GPU's (this process's device).
+
+    One GPU's state, not every GPU's: in a data-parallel job each process uses one GPU, and a checkpoint
+    written on 8 GPUs must resume on fewer.
+    """
     state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
+    """Restore :func:`rng_state`; the CUDA state goes to the current GPU (a list, from older checkpoints:
+    its first entry, the GPU that rank 0 wrote it from)."""
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available():
+        if isinstance(cuda, (list, tuple)):
+            if not cuda:
+                return
+            cuda = cuda[0]
+        torch.cuda.set_rng_state(cuda)
 
 
 def model_from_checkpoint(payload: dict[str, Any]):

@@ -26,6 +26,16 @@ VIEW_TAGS = {
 }
 
 
+def tune_for_fixed_shapes(device: torch.device) -> None:
+    """On CUDA, let cuDNN time its convolution algorithms once per shape and keep the fastest.
+
+    Every shape of training and scoring is fixed (one batch size, one image size; a split's last smaller
+    batch adds one more), so the search is paid once; a no-op on CPU.
+    """
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
 def autocast(device: torch.device, enabled: bool):
     """bf16 autocast on CUDA (no loss scaling needed for bf16); a no-op on CPU."""
     if enabled and device.type == "cuda":

@@ -27,8 +27,8 @@ def critic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, mode: str)
     ``wgan-gp``: E[D(fake)] - E[D(real)] (the gradient penalty is added separately).
     ``log``: the paper's Eq. 1 as a minimisation, -log D(real) - log(1 - D(fake)), on logits.
     """
-    if mode == "wgan-gp":
-        return fake_logits.mean() - real_logits.mean()
+    if mode == "wgan-gp":   # means in fp32: under bf16 autocast the logits are bf16 (3 significant digits)
+        return fake_logits.float().mean() - real_logits.float().mean()
     if mode == "log":
         return (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
                 + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
@@ -38,7 +38,7 @@ def critic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, mode: str)
 def generator_adversarial_loss(fake_logits: torch.Tensor, mode: str) -> torch.Tensor:
     """Generator's adversarial loss: -E[D(fake)] (WGAN) or the non-saturating -log D(fake) (log loss)."""
     if mode == "wgan-gp":
-        return -fake_logits.mean()
+        return -fake_logits.float().mean()
     if mode == "log":
         return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
     raise ValueError(f"unknown adversarial loss {mode!r}; use one of {ADVERSARIAL_MODES}")
@@ -55,11 +55,16 @@ def gradient_penalty(critic: Callable[..., torch.Tensor], real: Sequence[torch.T
     """
     mixed = []
     for r, f in zip(real, fake, strict=True):
-        a = alpha.view(-1, *([1] * (r.dim() - 1))).to(r.dtype)
-        mixed.append((a * r.detach() + (1 - a) * f.detach()).requires_grad_(True))
+        # interpolated in fp32 whatever the inputs' dtypes (under bf16 autocast z is bf16, the image fp32),
+        # in the real input's memory layout
+        a = alpha.view(-1, *([1] * (r.dim() - 1))).float()
+        x = a * r.detach().float() + (1 - a) * f.detach().float()
+        if r.dim() == 4 and r.is_contiguous(memory_format=torch.channels_last):
+            x = x.contiguous(memory_format=torch.channels_last)
+        mixed.append(x.requires_grad_(True))
     out = critic(*mixed)
-    grads = torch.autograd.grad(outputs=out.sum(), inputs=mixed, create_graph=True)
-    sq = sum(g.pow(2).flatten(1).sum(dim=1) for g in grads)
+    grads = torch.autograd.grad(outputs=out.float().sum(), inputs=mixed, create_graph=True)
+    sq = sum(g.float().pow(2).flatten(1).sum(dim=1) for g in grads)
     return ((sq + 1e-12).sqrt() - 1.0).pow(2).mean()
 
 

@@ -166,6 +166,9 @@ class CD(nn.Module):
                 raise ValueError("this CD was built with audio input; pass the audio features")
             plane = self.audio_map(audio).view(-1, 1, self.image_size, self.image_size)
             h = torch.cat([h, plane.to(h.dtype)], dim=1)
+            if image.is_contiguous(memory_format=torch.channels_last):
+                # cat of an NHWC image and the NCHW plane gives NCHW: keep the image's layout for the convs
+                h = h.contiguous(memory_format=torch.channels_last)
         for i, block in enumerate(self.blocks):
             h = block(h)
             if i == self.fuse_after and self.fuse is not None:

@@ -25,7 +25,9 @@ from training.distributed import Distributed
 #: weights (absolute) of one and of two processes agree to WEIGHTS, Adam's moments to MOMENTS of their scale;
 #: measured after four iterations: 1.4e-7 and 2.3e-5 (the float summation order differs: shards, all-reduce)
 WEIGHTS, MOMENTS = 1e-5, 1e-4
-COMMON = [*TINY, "train.n_critic=2", "loss.gp_every=2", "train.eval_every=4", "train.lr_decay_from=1.0", "seed=7"]
+#: gloo on CPU in both runs, also on a machine with GPUs (train.device's default, auto, would take CUDA there)
+COMMON = [*TINY, "train.device=cpu", "train.n_critic=2", "loss.gp_every=2", "train.eval_every=4",
+          "train.lr_decay_from=1.0", "seed=7"]
 
 
 #: loaded into every child process: records which rank renames a file into place or appends to a log
@@ -170,21 +172,26 @@ def _affect_gradient_matches_one_process(d: Distributed) -> None:
     torch.testing.assert_close(shared.grad, whole.grad, rtol=1e-5, atol=1e-7)
 
 
-def _sync_averages_and_keeps_unused_parameters_without_gradient(d: Distributed) -> None:
-    used, unused, once = (torch.nn.Parameter(torch.zeros(3)) for _ in range(3))
+def _sync_averages_in_place_and_the_stop_flag_reaches_every_rank(d: Distributed) -> None:
+    used, unused = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(3))
+    conv = torch.nn.Parameter(torch.zeros(4, 3, 2, 2).contiguous(memory_format=torch.channels_last))
     used.grad = torch.full((3,), float(d.rank + 1))       # 1 and 2: the average is 1.5
-    if d.rank == 1:
-        once.grad = torch.full((3,), 4.0)                 # only rank 1: averaged with rank 0's zeros
-    d.sync_gradients([used, unused, once])
+    conv.grad = torch.arange(48.0).view(4, 2, 2, 3).permute(0, 3, 1, 2) * (d.rank + 1)   # channels_last strides
+    expected = conv.grad.clone() * 1.5 / (d.rank + 1)
+    grad_tensor = conv.grad
+    d.sync_gradients([used, unused, conv])
     assert used.grad.tolist() == [1.5] * 3
-    assert unused.grad is None
-    assert once.grad.tolist() == [2.0] * 3
-    assert d.any(d.rank == 1) and not d.any(False)
-    assert d.mean({"x": torch.tensor(float(d.rank))})["x"].item() == 0.5
+    assert unused.grad is None                            # no rank touched it
+    assert conv.grad is grad_tensor and conv.grad.stride() == conv.stride()   # in place, layout kept
+    assert torch.equal(conv.grad, expected)
+    averaged, stop = d.log_mean_and_stop({"x": torch.tensor(float(d.rank))}, d.rank == 1, torch.device("cpu"))
+    assert averaged["x"].item() == 0.5 and float(stop) > 0   # rank 1's request, seen by both
+    _, stop = d.log_mean_and_stop({"x": torch.tensor(0.0)}, False, torch.device("cpu"))
+    assert float(stop) == 0
 
 
 @pytest.mark.parametrize("check", [_affect_gradient_matches_one_process,
-                                   _sync_averages_and_keeps_unused_parameters_without_gradient])
+                                   _sync_averages_in_place_and_the_stop_flag_reaches_every_rank])
 def test_collectives_in_two_processes(check, tmp_path):
     _in_two_processes(check, tmp_path)
 

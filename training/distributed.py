@@ -31,6 +31,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+_STOP = "\0stop"   # the stop flag's key among the logged values (no real tag starts with NUL)
+
 
 class Distributed:
     """This process's place in the job (rank, world size, device) and the collectives training needs."""
@@ -99,26 +101,25 @@ class Distributed:
         return box[0]
 
     def sync_gradients(self, parameters) -> None:
-        """Average the gradients of ``parameters`` over ranks in one flattened all-reduce.
+        """Average the gradients of ``parameters`` over ranks in one flattened all-reduce, in place.
 
-        A parameter without a gradient on this rank counts as a zero gradient, so every rank takes part in
-        the same all-reduce with the same layout; parameters that no rank touched keep ``grad=None``.
+        Which parameters have a gradient is the same on every rank: every rank runs the same code on a
+        shard of the same shape, so the set is decided on the host and never read back from the device.
+        Each ``p.grad`` keeps its own tensor, and so its strides (a channels_last weight keeps a
+        channels_last gradient, which Adam's multi-tensor path needs to match its parameter's).
         """
         if not self.enabled:
             return
-        params = [p for p in parameters if p.requires_grad]
-        if not params:
+        grads = [p.grad for p in parameters if p.requires_grad and p.grad is not None]
+        if not grads:
             return
-        has_grad = torch.tensor([float(p.grad is not None) for p in params], device=params[0].device)
-        flat = torch.cat([*((p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params),
-                          has_grad.to(params[0].dtype)])
-        dist.all_reduce(flat)   # one collective: the gradients and, at the end, how many ranks had each
-        used_by = flat[-len(params):].tolist()
-        flat = flat[:-len(params)] / self.world_size
+        flat = torch.cat([g.reshape(-1) for g in grads])   # NCHW-order copy of every gradient
+        dist.all_reduce(flat)
+        flat.div_(self.world_size)
         offset = 0
-        for p, used in zip(params, used_by, strict=True):
-            n = p.numel()
-            p.grad = flat[offset:offset + n].view_as(p).clone() if used else None
+        for g in grads:
+            n = g.numel()
+            g.copy_(flat[offset:offset + n].view(g.shape))   # back into the gradient's own layout
             offset += n
 
     def gather(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -128,7 +129,7 @@ class Distributed:
         return _GatherWithGradient.apply(tensor, self.rank, self.world_size)
 
     def mean(self, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Average of scalar ``values`` over ranks (every rank must pass the same keys)."""
+        """Average of scalar ``values`` over ranks (every rank must pass the same keys, on its device)."""
         if not self.enabled or not values:
             return values
         keys = sorted(values)
@@ -137,6 +138,21 @@ class Distributed:
         flat /= self.world_size
         return dict(zip(keys, flat.unbind(), strict=True))
 
+    def log_mean_and_stop(self, values: dict[str, torch.Tensor], stop: bool, device: torch.device
+                          ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """At a log step: ``values`` averaged over ranks, and how many ranks (as a fraction) asked to stop.
+
+        The stop flag travels in the same all-reduce as the logged scalars, as a tensor on the training
+        device (NCCL takes no CPU tensor), and the caller reads it on the host with them, where the log
+        step reads them anyway: no collective and no host read of its own. A data-parallel job therefore
+        stops at the first log step after the signal (at most ``train.log_every`` iterations later), every
+        rank at the same step. One process (None: nothing to agree on) stops at the step the signal arrives.
+        """
+        if not self.enabled:
+            return values, None
+        averaged = self.mean({**values, _STOP: torch.full((), float(stop), device=device)})
+        return averaged, averaged.pop(_STOP)
+
     def vector_mean(self, vector: torch.Tensor) -> torch.Tensor:
         """Average of a tensor over ranks (used for the logged per-term gradient norms)."""
         if not self.enabled:
@@ -144,14 +160,6 @@ class Distributed:
         vector = vector.detach().clone()
         dist.all_reduce(vector)
         return vector / self.world_size
-
-    def any(self, flag: bool) -> bool:
-        """True on every rank when ``flag`` is true on some rank (e.g. a stop request that reached one)."""
-        if not self.enabled:
-            return flag
-        t = torch.tensor([1.0 if flag else 0.0])
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return bool(t.item())
 
     def barrier(self) -> None:
         if self.enabled:

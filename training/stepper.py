@@ -27,6 +27,28 @@ from training.distributed import Distributed
 log = logging.getLogger(__name__)
 
 
+_MASK32 = 0xFFFFFFFF
+
+
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    """Chris Wellons' ``lowbias32`` integer hash on 32-bit values held in int64 (products wrap; low bits kept)."""
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & _MASK32
+    x = x ^ (x >> 15)
+    x = (x * 0x846CA68B) & _MASK32
+    return x ^ (x >> 16)
+
+
+def uniform_hash(n: int, key: int, device: torch.device) -> torch.Tensor:
+    """``n`` float32 numbers in [0, 1), a pure function of (``key``, position), computed on ``device``.
+
+    No generator state and no host data: the same values on CPU, CUDA and every process.
+    """
+    x = (torch.arange(n, device=device, dtype=torch.int64) * 0x9E3779B1 + key) & _MASK32
+    x = _mix32(_mix32(x) ^ key)
+    return (x >> 8).to(torch.float32) * (1.0 / (1 << 24))
+
+
 def lr_factor(step: int, max_steps: int, decay_from: float) -> float:
     """1 until ``decay_from * max_steps``, then linear to 0 at ``max_steps`` (StarGAN's schedule)."""
     start = int(decay_from * max_steps)
@@ -97,7 +119,7 @@ class ALNStepper:
         if self.opt_g:
             self.opt_g.load_state_dict(ckpt["opt_g"])
         saved = ckpt.get("sparse_logs", ckpt.get("last_g_logs", {}))   # "last_g_logs": checkpoints before gp_every
-        self.sparse_logs = {k: torch.tensor(v) for k, v in saved.items()}
+        self.sparse_logs = {k: torch.tensor(v, device=self.device) for k, v in saved.items()}
 
     def learning_rate(self) -> float:
         """The current LR of the stage's main optimiser (D's; G's in a denoise stage), for the logs."""
@@ -112,9 +134,14 @@ class ALNStepper:
                 group["lr"] = base * factor
 
     def gp_alpha(self, step: int) -> torch.Tensor:
-        """This process's share of the penalty's (B,) interpolation weights at ``step``: a function of (seed, step)."""
-        generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step)
-        return torch.rand(self.cfg.train.batch_size, generator=generator)[self.shard]
+        """This process's share of the penalty's (B,) interpolation weights at ``step``: a function of (seed, step).
+
+        Drawn on the training device by a counter-based hash (:func:`uniform_hash`) rather than a CPU
+        generator, whose numbers would have to be copied to the GPU in the middle of every penalised step;
+        the same numbers on every device and every rank, so a resumed or a data-parallel run draws the same.
+        """
+        key = (self.cfg.seed * 1_000_003 + step) & 0xFFFFFFFF
+        return uniform_hash(self.cfg.train.batch_size, key, self.device)[self.shard]
 
     def train_step(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
         """Iteration ``step + 1``: a D step, and a G step every n_critic iterations (denoise stage: an AEG step)."""
