@@ -61,7 +61,7 @@ from data.samples.loaders import (
 from gan.checkpoint import CheckpointError, inference_model, load_checkpoint, system_name
 from gan.evaluation import Predictions, predict_batches, restoration_scores, tune_for_fixed_shapes
 from runconfig import ConfigError, build_config, resolve_device, run_cli
-from scoring.metrics import score_dimension, score_va
+from scoring.metrics import score_dimension
 from scoring.plots import markdown_table, plot_scatter, plot_traces
 from scoring.postprocess import PostProcessConfig, fit_chain
 from training.official import (
@@ -212,7 +212,7 @@ def evaluate_checkpoint(path: str, ckpt: dict, args: argparse.Namespace, out: Pa
     metrics = {**headline, "protocol": protocol, "official": official,
                "per_recording_mean": result.per_recording_mean, "frame_level": result.frame_level,
                "postprocess": post, "frames": int(len(preds.gold)),
-               "views": {view: score_va(pred, preds.gold) for view, pred in preds.views().items()},
+               "views": preds.view_scores(),
                "restoration": restoration, "videos": len(tracks),
                "videos_without_prediction": unscored, "split": split,
                "checkpoint": str(path), "step": int(ckpt["step"]), "variant": system_name(ckpt),

@@ -78,6 +78,7 @@ class TrainSection:
     grid_size: int = 8             # faces in the TensorBoard image grid
     restoration_frames: int = 256  # validation frames degraded by each artefact alone for restoration scores
     restoration_every: int = 4     # val/psnr_*, val/ssim_* on every k-th scored frame (a fixed subset; CCC uses all)
+    views_every: int = 1           # validation's extra views (val_clean_input/, val_degraded*/) on every k-th frame
     # progressive training: [{variant: denoise|disc|aeg_cd|aeg_cd_sz, steps: N}, ...]; empty = one stage of
     # model.variant; the last stage's steps may be 0 (= until max_steps)
     stages: list[StageConfig] = field(default_factory=list)
@@ -141,6 +142,7 @@ class RunConfig:
             (0.0 <= t.lr_decay_from <= 1.0, "train.lr_decay_from must be in [0, 1]"),
             (t.restoration_frames >= 0, "train.restoration_frames must be >= 0"),
             (t.restoration_every >= 1, "train.restoration_every must be >= 1"),
+            (t.views_every >= 1, "train.views_every must be >= 1"),
         ]
         s = self.sequence
         checks += [

@@ -208,10 +208,12 @@ class Trainer:
         if not self.dist.is_main:
             return {}
         started = time.perf_counter()
-        scores = self.validator.run(self.stepper.model, self.step, self.stage.index, self.runlog)
+        # a denoise stage trains no CD: its V/A would be an untrained network's, so it scores restoration only
+        scores = self.validator.run(self.stepper.model, self.step, self.stage.index, self.runlog,
+                                    affect=self.stage.trains_critic)
         self.validation_seconds += time.perf_counter() - started
         ccc = {d: scores[d]["ccc"] for d in scores}
-        score = float(np.mean(list(ccc.values())))
+        score = float(np.mean(list(ccc.values()))) if ccc else -float("inf")
         if self.stage.trains_critic and score > self.best_score and "val" not in self.cfg.data.train_splits:
             self.best_score, self.best_step = score, self.step
             self.folder.save("best.pt", {**self.state(), "selected_on": "val"})   # evaluate.py flags scores on it
@@ -251,8 +253,9 @@ class Trainer:
                     values = self.log_step(logs)
                     postfix.update({k: f"{values[k]:.3f}" for k in ("D/loss", "G/loss", "G/denoise") if k in values})
                 if (self.step % t.eval_every == 0 or stage_done) and main:
-                    last_val = self.validate_and_save(stage_done)
-                    postfix["val_ccc"] = f"V {last_val['valence']:.3f} A {last_val['arousal']:.3f}"
+                    last_val = self.validate_and_save(stage_done) or last_val
+                    if last_val:
+                        postfix["val_ccc"] = f"V {last_val['valence']:.3f} A {last_val['arousal']:.3f}"
                 bar.set_postfix(postfix, refresh=False)
                 if self.stop_requested if not self.dist.enabled else (logged and self.stop_agreed):
                     bar.close()

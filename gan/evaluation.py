@@ -59,9 +59,15 @@ class Predictions:
     pred_clean_input: np.ndarray | None = None      # (N, 2) CD on the clean face with its z (no AEG pass)
     pred_degraded_no_aeg: np.ndarray | None = None  # (N, 2) CD on the degraded face with its z (no AEG pass)
     liking: tuple[np.ndarray, np.ndarray] | None = None   # (pred, gold) (N,) each, for models that predict it
+    views_gold: np.ndarray | None = None      # (n, 2) gold of the views' frames when they are a subset, else None
 
     def scores(self, convention: str = "population") -> dict[str, dict[str, float]]:
         return score_va(self.pred, self.gold, convention)
+
+    def view_scores(self, convention: str = "population") -> dict[str, dict[str, dict[str, float]]]:
+        """Scores of each extra view against the gold of its frames (all, or the ``views_every`` subset)."""
+        gold = self.gold if self.views_gold is None else self.views_gold
+        return {view: score_va(pred, gold, convention) for view, pred in self.views().items()}
 
     def views(self) -> dict[str, np.ndarray]:
         """The extra V/A views that were computed, keyed as in :data:`VIEW_TAGS`."""
@@ -127,7 +133,8 @@ class _RestorationSums:
 
 @torch.no_grad()
 def predict_batches(model: ALN, batches: Iterable[dict], device: torch.device, amp: bool = True,
-                    degraded_reference: DegradedReference | None = None, restoration_every: int = 1) -> Predictions:
+                    degraded_reference: DegradedReference | None = None, restoration_every: int = 1,
+                    views_every: int = 1) -> Predictions:
     """Run the test-time path over ``batches``; also the other V/A views and, on degraded input, restoration.
 
     Views (see :data:`VIEW_TAGS`): the CD on the clean face with its own z (its training input), and, for
@@ -135,29 +142,38 @@ def predict_batches(model: ALN, batches: Iterable[dict], device: torch.device, a
     the AEG's cleaning. Restoration: PSNR and SSIM of the restored and of the degraded images against the
     clean ones (per image, averaged over frames), computed on ``device``; with ``degraded_reference`` (the
     same degraded faces scored before) the degraded ones are taken from it instead of being recomputed.
-    ``restoration_every`` k > 1 scores restoration on every k-th frame only (``train.restoration_every``: a
-    fixed subset; V/A predictions always cover every frame).
+    ``views_every`` k > 1 computes the views, and restoration, on the frames at positions 0, k, 2k, ... of the
+    pass only (``train.views_every``: a fixed subset whatever the batch size; they cost 1 AEG and 3 CD passes
+    per frame, the headline 1 and 1). ``restoration_every`` r > 1 scores restoration on every r-th of those.
+    The headline V/A predictions always cover every frame (the official protocol).
     Everything stays on ``device`` until the pass ends. Without an AEG the views coincide with the headline.
     """
     was_training = model.training
     model.eval()
-    out: dict[str, list] = {k: [] for k in ("pred", "gold", "clean_input", "degraded", "degraded_no_aeg")}
+    out: dict[str, list] = {k: [] for k in ("pred", "gold", "clean_input", "degraded", "degraded_no_aeg", "views_gold")}
     restoration = _RestorationSums(device, with_degraded=degraded_reference is None, every=restoration_every)
     videos, frames = [], []
+    seen = 0
     try:
         for batch in batches:
             videos.extend(batch.get("video", []))
             frames.extend(int(f) for f in batch.get("frame", []))
             batch = _to(batch, device)
-            audio = batch.get("audio")
+            face, audio, va = batch["face"], batch.get("audio"), batch["va"]
+            picks = slice(-seen % views_every, None, views_every)   # this batch's frames of the views' subset
+            seen += face.shape[0]
             with autocast(device, amp):
-                face = batch["face"]
                 restored, z = model.restore(face)
                 out["pred"].append(model.critic(restored, z, audio)[1].float())
-                # the z of the clean face is the one its AEG pass just computed
-                out["clean_input"].append(model.critic(face, z, audio)[1].float())
-                if "face_degraded" in batch:
-                    degraded = batch["face_degraded"]
+                if views_every > 1:
+                    face, z, va = face[picks], z[picks] if z is not None else None, va[picks]
+                    audio = audio[picks] if audio is not None else None
+                    out["views_gold"].append(va.float())
+                if face.shape[0]:
+                    # the z of the clean face is the one its AEG pass just computed
+                    out["clean_input"].append(model.critic(face, z, audio)[1].float())
+                if "face_degraded" in batch and face.shape[0]:
+                    degraded = batch["face_degraded"][picks] if views_every > 1 else batch["face_degraded"]
                     restored_deg, z_deg = model.restore(degraded)
                     out["degraded"].append(model.critic(restored_deg, z_deg, audio)[1].float())
                     out["degraded_no_aeg"].append(model.critic(degraded, z_deg, audio)[1].float())
@@ -166,7 +182,8 @@ def predict_batches(model: ALN, batches: Iterable[dict], device: torch.device, a
     finally:
         model.train(was_training)
     cat = {k: torch.cat(v).cpu().numpy() if v else None for k, v in out.items()}
-    result = Predictions(cat["pred"], cat["gold"], videos, frames, pred_clean_input=cat["clean_input"])
+    result = Predictions(cat["pred"], cat["gold"], videos, frames, pred_clean_input=cat["clean_input"],
+                         views_gold=cat["views_gold"])
     if restoration.frames:
         result.pred_degraded, result.pred_degraded_no_aeg = cat["degraded"], cat["degraded_no_aeg"]
         for key, value in restoration.means(degraded_reference).items():

@@ -11,6 +11,7 @@ from skimage.metrics import structural_similarity
 from gan.evaluation import DegradedReference, degraded_references, predict_batches, restoration_scores
 from gan.models import ALN, ModelConfig
 from scoring.image_quality import psnr_per_image, ssim_per_image
+from scoring.metrics import score_va
 
 
 def _faces(n: int = 4, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
@@ -155,3 +156,22 @@ def test_restoration_on_every_kth_frame_is_a_fixed_subset_across_batch_boundarie
     full = predict_batches(model, batches, torch.device("cpu"), amp=False)
     assert subset.psnr_degraded != full.psnr_degraded
     np.testing.assert_array_equal(subset.pred, full.pred)   # V/A always over every frame
+
+
+def test_views_on_every_kth_frame_are_a_fixed_subset_and_the_headline_covers_every_frame():
+    model, batches = _model(), _batches(3)   # 15 frames in batches of 5
+    full = predict_batches(model, batches, torch.device("cpu"), amp=False)
+    every = 4   # frames 0, 4, 8, 12, across the batch boundaries
+    subset = predict_batches(model, batches, torch.device("cpu"), amp=False, views_every=every)
+    np.testing.assert_array_equal(subset.pred, full.pred)   # the headline: every frame
+    assert full.views_gold is None and subset.views_gold.tolist() == full.gold[::every].tolist()
+    for view, pred in subset.views().items():
+        assert pred.shape == (4, 2)
+        np.testing.assert_allclose(pred, full.views()[view][::every], rtol=1e-5, atol=1e-6)
+    clean = torch.cat([b["face"] for b in batches])[::every]
+    degraded = torch.cat([b["face_degraded"] for b in batches])[::every]
+    with torch.no_grad():
+        restored = model.restore(degraded)[0].clamp(-1, 1)
+    assert subset.psnr_restored == pytest.approx(float(psnr_per_image(restored, clean).mean()), abs=1e-5)
+    scores = subset.view_scores()
+    assert scores["degraded"] == score_va(subset.pred_degraded, full.gold[::every])

@@ -98,9 +98,12 @@ def test_staged_run_marks_boundaries_and_keeps_each_stage(demo_root, tmp_path):
     # the denoise stage trains the AEG alone: no D losses before step 3, D losses after
     assert all("D/loss" not in r for r in rows if r.get("step", 0) <= 3 and "G/denoise" in r)
     assert any("D/loss" in r and r["stage"] == 2 for r in rows)
-    # each stage ends with a validation and a checkpoint of that stage's model
+    # each stage ends with a validation and a checkpoint of that stage's model; the denoise stage's (step 3),
+    # whose CD is untrained, scores restoration only
     val_steps = [r["step"] for r in rows if "val/ccc_valence" in r]
-    assert val_steps == [3, 4, 6, 8]
+    assert val_steps == [4, 6, 8]
+    restoration_steps = [r["step"] for r in rows if "restoration/psnr_restored_all" in r]
+    assert restoration_steps == [3, 4, 6, 8]
     s0 = torch.load(run / "stage0-denoise.pt", weights_only=True)
     s1 = torch.load(run / "stage1-aeg_cd.pt", weights_only=True)
     assert (s0["step"], s0["variant"], s1["step"], s1["variant"]) == (3, "aeg_cd", 6, "aeg_cd")

@@ -22,7 +22,6 @@ from gan.evaluation import (
 )
 from gan.models import ALN
 from runconfig import RunConfig
-from scoring.metrics import score_va
 from training.run_folder import RunLog
 
 
@@ -42,22 +41,17 @@ class Validator:
         grid_idx = np.linspace(0, len(self.val_set) - 1, min(cfg.train.grid_size, len(self.val_set))).astype(int)
         self.grid_batch = collate([self.val_set[int(i)] for i in grid_idx])
 
-    def run(self, model: ALN, step: int, stage_index: int, runlog: RunLog) -> dict[str, dict[str, float]]:
-        """Score ``model``, log everything at ``step`` and return the headline scores per dimension."""
-        loader = eval_loader(self.val_set, self.cfg.data.eval_batch_size, self.cfg.data.num_workers)
-        preds = predict_batches(model, loader, self.device, self.cfg.train.amp, self.degraded_reference,
-                                self.cfg.train.restoration_every)
-        if preds.psnr_degraded is not None and self.degraded_reference is None:
-            self.degraded_reference = DegradedReference(preds.psnr_degraded, preds.ssim_degraded)
-        if not np.isfinite(preds.pred).all():
-            raise FloatingPointError(f"validation predictions are not finite at step {step}")
-        scores = preds.scores("population")
-        values = {f"val/{m}_{dim}": scores[dim][m] for dim in scores for m in ("ccc", "pcc", "rmse")}
-        for view, pred in preds.views().items():
-            values.update({f"{VIEW_TAGS[view]}/ccc_{dim}": s["ccc"] for dim, s in score_va(pred, preds.gold).items()})
-        if preds.psnr_restored is not None:
-            values.update({"val/psnr_restored": preds.psnr_restored, "val/psnr_degraded": preds.psnr_degraded,
-                           "val/ssim_restored": preds.ssim_restored, "val/ssim_degraded": preds.ssim_degraded})
+    def run(self, model: ALN, step: int, stage_index: int, runlog: RunLog, affect: bool = True
+            ) -> dict[str, dict[str, float]]:
+        """Score ``model``, log everything at ``step`` and return the headline scores per dimension.
+
+        ``affect`` False (a ``denoise`` stage, whose CD is not trained yet): the restoration sets and the
+        image grid only, and no scores are returned.
+        """
+        values: dict[str, float] = {}
+        scores: dict[str, dict[str, float]] = {}
+        if affect:
+            scores = self._affect(model, step, runlog, values)
         if self.restoration_sets:
             batch_size = self.cfg.data.eval_batch_size
             if self.restoration_reference is None:
@@ -67,9 +61,26 @@ class Validator:
             values.update(flat_restoration_tags(table))
         values["stage"] = stage_index
         runlog.scalars(step, values)
-        writer = runlog.writer
-        writer.add_histogram("val/pred_valence", preds.pred[:, 0], step)
-        writer.add_histogram("val/pred_arousal", preds.pred[:, 1], step)
-        writer.add_image("val/restoration_clean_degraded_restored_cycle",
-                         restoration_grid(model, self.grid_batch, self.device), step)
+        runlog.writer.add_image("val/restoration_clean_degraded_restored_cycle",
+                                restoration_grid(model, self.grid_batch, self.device), step)
+        return scores
+
+    def _affect(self, model: ALN, step: int, runlog: RunLog, values: dict[str, float]) -> dict[str, dict[str, float]]:
+        """The pass over every validation frame: headline V/A, the views, val/psnr_* and the histograms."""
+        loader = eval_loader(self.val_set, self.cfg.data.eval_batch_size, self.cfg.data.num_workers)
+        preds = predict_batches(model, loader, self.device, self.cfg.train.amp, self.degraded_reference,
+                                self.cfg.train.restoration_every, self.cfg.train.views_every)
+        if preds.psnr_degraded is not None and self.degraded_reference is None:
+            self.degraded_reference = DegradedReference(preds.psnr_degraded, preds.ssim_degraded)
+        if not np.isfinite(preds.pred).all():
+            raise FloatingPointError(f"validation predictions are not finite at step {step}")
+        scores = preds.scores("population")
+        values.update({f"val/{m}_{dim}": scores[dim][m] for dim in scores for m in ("ccc", "pcc", "rmse")})
+        for view, view_scores in preds.view_scores().items():
+            values.update({f"{VIEW_TAGS[view]}/ccc_{dim}": s["ccc"] for dim, s in view_scores.items()})
+        if preds.psnr_restored is not None:
+            values.update({"val/psnr_restored": preds.psnr_restored, "val/psnr_degraded": preds.psnr_degraded,
+                           "val/ssim_restored": preds.ssim_restored, "val/ssim_degraded": preds.ssim_degraded})
+        runlog.writer.add_histogram("val/pred_valence", preds.pred[:, 0], step)
+        runlog.writer.add_histogram("val/pred_arousal", preds.pred[:, 1], step)
         return scores
