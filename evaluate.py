@@ -146,7 +146,7 @@ def _frame_predictions(model, cfg, split: str, standardiser, device, degraded_vi
     restoration = {}
     if degrade and cfg.train.restoration_frames:
         sets = restoration_sets(data_split, cfg.model.image_size, degrade, cfg.train.restoration_frames)
-        restoration = restoration_scores(model, sets, device, cfg.data.eval_batch_size)
+        restoration = restoration_scores(model, sets, device, cfg.data.eval_batch_size, amp=cfg.train.amp)
     return data_split.records, preds, restoration
 
 

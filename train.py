@@ -14,8 +14,9 @@ the next log step, every process at the same step).
 
 Data-parallel training: ``torchrun --standalone --nproc_per_node=N train.py [KEY=VALUE ...]`` (one
 process per GPU, or N CPU processes with gloo), across machines with ``--nnodes``/``--rdzv_endpoint``.
-``train.batch_size`` is the global batch; each process takes its share of the same sample stream; rank 0
-alone writes the run folder and validates (``training/distributed.py`` says how gradients are synchronised).
+``train.batch_size`` is the global batch; each process takes its share of the same sample stream; every
+process validates its share of the validation frames; rank 0 alone writes the run folder
+(``training/distributed.py`` says how gradients are synchronised).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import torch
 from tqdm import tqdm
 
 from data.preprocess.audio import AudioStandardiser
+from data.samples.dataset import faces_to_float
 from data.samples.loaders import build_dataset, load_split, train_loader
 from gan.checkpoint import load_checkpoint, restore_rng_state, rng_state
 from gan.evaluation import tune_for_fixed_shapes
@@ -126,7 +128,7 @@ class Trainer:
         self.stop_agreed = False      # some process's stop request, as agreed on at the latest log step
 
     def _load_data(self, ckpt: dict | None) -> torch.Tensor:
-        """Training set, validator (rank 0) and the class-balance table, computed once on rank 0 and shared.
+        """Training set, validator and the class-balance table, computed once on rank 0 and shared.
 
         Rank 0 loads first: it generates the demo data and fills the feature caches, fits the audio
         standardiser and the balance table; the other ranks then read the caches with rank 0's statistics.
@@ -142,11 +144,11 @@ class Trainer:
         self.standardiser = standardiser
         # the generator always gets a "degraded" input; with degradations off it is the clean face itself
         uses_aeg = any(stage.model_variant != "disc" for stage in self.plan)
-        self.train_set = build_dataset(train_split, cfg.model.image_size, cfg.data.degrade if uses_aeg else None)
-        self.validator = None
-        if dist.is_main:
-            val_split, _ = load_split(cfg.data, "val", standardiser)
-            self.validator = Validator(cfg, val_split, self.device)
+        # uint8 faces from the loader's workers; the float conversion runs on the training device (train_step)
+        self.train_set = build_dataset(train_split, cfg.model.image_size, cfg.data.degrade if uses_aeg else None,
+                                       faces_as_uint8=True)
+        val_split, _ = load_split(cfg.data, "val", standardiser)   # every rank validates its share
+        self.validator = Validator(cfg, val_split, self.device, dist)
         balance = ckpt["balance_table"] if ckpt else (
             class_balance_weights(torch.from_numpy(self.train_set.labels), cfg.loss.balance_bins, cfg.loss.balance_clip)
             if dist.is_main else None)
@@ -176,9 +178,10 @@ class Trainer:
         log.info("stage %s: steps %d..%d", self.stage.name, self.stage.start + 1, self.stage.end)
 
     def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
-        """One iteration on ``batch`` (a loader's batch, on any device: moved to the training device here)."""
+        """One iteration on ``batch`` (a loader's batch, on any device, faces uint8 or float): moved to the
+        training device, faces converted there."""
         batch = {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-        return self.stepper.train_step(batch, self.step)
+        return self.stepper.train_step(faces_to_float(batch), self.step)
 
     def log_step(self, logs: dict[str, torch.Tensor]) -> dict[str, float]:
         """Scalars of this step, averaged over processes (= the global batch's); rank 0 writes them.
@@ -203,10 +206,9 @@ class Trainer:
     def validate_and_save(self, stage_done: bool) -> dict[str, float]:
         """Validation, ``best.pt`` (chosen within a critic-training stage), ``last.pt``, stage checkpoint.
 
-        Rank 0 alone; the other processes go on and wait for it at the next gradient exchange.
+        Every rank validates its share of the frames and ends with the same scores; rank 0 alone logs and
+        writes the checkpoints (the others wait for it at the next collective while it saves).
         """
-        if not self.dist.is_main:
-            return {}
         started = time.perf_counter()
         # a denoise stage trains no CD: its V/A would be an untrained network's, so it scores restoration only
         scores = self.validator.run(self.stepper.model, self.step, self.stage.index, self.runlog,
@@ -214,8 +216,12 @@ class Trainer:
         self.validation_seconds += time.perf_counter() - started
         ccc = {d: scores[d]["ccc"] for d in scores}
         score = float(np.mean(list(ccc.values()))) if ccc else -float("inf")
-        if self.stage.trains_critic and score > self.best_score and "val" not in self.cfg.data.train_splits:
+        best = self.stage.trains_critic and score > self.best_score and "val" not in self.cfg.data.train_splits
+        if best:   # every rank keeps the same best score, so a rank-0 checkpoint resumes on any rank
             self.best_score, self.best_step = score, self.step
+        if not self.dist.is_main:
+            return ccc
+        if best:
             self.folder.save("best.pt", {**self.state(), "selected_on": "val"})   # evaluate.py flags scores on it
         self.folder.save("last.pt", self.state())
         if stage_done and not self.stage.is_last:
@@ -252,7 +258,7 @@ class Trainer:
                 if logged:
                     values = self.log_step(logs)
                     postfix.update({k: f"{values[k]:.3f}" for k in ("D/loss", "G/loss", "G/denoise") if k in values})
-                if (self.step % t.eval_every == 0 or stage_done) and main:
+                if self.step % t.eval_every == 0 or stage_done:
                     last_val = self.validate_and_save(stage_done) or last_val
                     if last_val:
                         postfix["val_ccc"] = f"V {last_val['valence']:.3f} A {last_val['arousal']:.3f}"

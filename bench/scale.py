@@ -88,18 +88,20 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
-def run_measured(cmd: list[str], until=None, timeout: float = 3600) -> dict:
-    """Run ``cmd``; poll its process tree's RSS every 0.2 s; stop it when ``until()`` returns a value."""
+def run_measured(cmd: list[str], until=None, timeout: float = 3600, poll: float = 0.2) -> dict:
+    """Run ``cmd``; sample its process tree's RSS every 0.2 s; ask ``until()`` every ``poll`` s and stop the
+    run when it returns a value (a short ``poll`` times a fast GPU run's steps to within ``poll``)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "NO_ALBUMENTATIONS_UPDATE": "1"}
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peak, event = 0, None
+    peak, event, sampled = 0, None, -1.0
     while proc.poll() is None and time.perf_counter() - start < timeout:
-        peak = max(peak, _tree_rss(proc.pid))
+        if time.perf_counter() - sampled >= 0.2:
+            peak, sampled = max(peak, _tree_rss(proc.pid)), time.perf_counter()
         if until is not None and (event := until()) is not None:
             proc.terminate()
             break
-        time.sleep(0.2)
+        time.sleep(poll)
     output = proc.communicate()[0]
     return {"seconds": time.perf_counter() - start, "peak_rss_gb": peak / 2**30, "event": event,
             "returncode": proc.returncode, "output": output}
@@ -114,25 +116,29 @@ def index_section(tree: Path) -> dict:
     return run_measured([sys.executable, "-c", code, str(tree)])
 
 
-def _train_args(tree: Path, networks: str, run_dir: Path, workers: int) -> list[str]:
+def _train_args(tree: Path, networks: str, run_dir: Path, workers: int, log_every: int = 1) -> list[str]:
     sizes = NETWORKS[networks]
     return [sys.executable, "train.py", "--config", str(PRESET), f"data.root={tree}", "data.audio.enabled=false",
-            f"run.dir={run_dir}", "train.log_every=1", "train.eval_every=1000000", "train.max_steps=1000000",
+            f"run.dir={run_dir}", f"train.log_every={log_every}", "train.eval_every=1000000", "train.max_steps=1000000",
             "train.stages=[]",   # GAN iterations (n_critic 5) from the first step, not the denoise stage
             f"data.num_workers={workers}", f"model.g_conv_dim={sizes['g_conv_dim']}",
             f"model.g_res_blocks={sizes['g_res_blocks']}", f"model.d_conv_dim={sizes['d_conv_dim']}"]
 
 
-def start_section(tree: Path, networks: str, steps: int, workers: int) -> dict:
-    """Launch to first logged step, seconds per step after it, summed peak RSS; stopped after ``steps``."""
+def start_section(tree: Path, networks: str, steps: int, workers: int, log_every: int = 1) -> dict:
+    """Launch to first logged step, seconds per step after it, summed peak RSS; stopped after ``steps`` logged
+    steps. The log is watched every 10 ms and parsed when it grows; on a GPU ``log_every`` > 1 keeps the log
+    steps' host reads (which wait for the GPU) out of most iterations."""
     with tempfile.TemporaryDirectory() as tmp:
         metrics = Path(tmp) / "run" / "metrics.jsonl"
         marks: dict[int, float] = {}
         gpu_memory: list[float] = []
         t0 = time.perf_counter()
+        seen_size = [-1]
 
         def until():
-            if metrics.is_file():
+            if metrics.is_file() and metrics.stat().st_size != seen_size[0]:
+                seen_size[0] = metrics.stat().st_size
                 rows = [json.loads(x) for x in metrics.read_text().splitlines() if '"D/' in x or '"G/' in x]
                 for row in rows:
                     marks.setdefault(row["step"], time.perf_counter() - t0)
@@ -141,7 +147,7 @@ def start_section(tree: Path, networks: str, steps: int, workers: int) -> dict:
                     return True
             return None
 
-        result = run_measured(_train_args(tree, networks, Path(tmp) / "run", workers), until)
+        result = run_measured(_train_args(tree, networks, Path(tmp) / "run", workers, log_every), until, poll=0.01)
     if len(marks) < 2:
         raise SystemExit(f"error: train.py logged fewer than 2 steps:\n{result['output'][-3000:]}")
     first, last = min(marks), max(marks)
@@ -149,21 +155,25 @@ def start_section(tree: Path, networks: str, steps: int, workers: int) -> dict:
             "peak_rss_gb": result["peak_rss_gb"], "gpu_peak_memory_gb": max(gpu_memory)}
 
 
-def loader_section(tree: Path, workers: list[int], batches: int = 40) -> dict[int, float]:
-    """Training samples/s delivered by the DataLoader at 128 px with k workers (after a warm-up batch)."""
+def loader_section(tree: Path, workers: list[int], batches: int = 40) -> dict[str, dict[int, float]]:
+    """Training samples/s delivered by the DataLoader at 128 px with k workers (after a warm-up batch), with
+    float faces (as before) and uint8 faces (what train.py's loader now carries; the conversion runs on the
+    training device), interleaved per k so both see the same machine state."""
     cfg = DataConfig(dataset="affwild2", root=str(tree))
     cfg.audio.enabled = False
     split, _ = load_split(cfg, "train")
-    dataset = build_dataset(split, IMAGE_SIZE, cfg.degrade)
-    rates = {}
+    datasets = {"float": build_dataset(split, IMAGE_SIZE, cfg.degrade),
+                "uint8": build_dataset(split, IMAGE_SIZE, cfg.degrade, faces_as_uint8=True)}
+    rates: dict[str, dict[int, float]] = {name: {} for name in datasets}
     for k in workers:
-        stream = iter(train_loader(dataset, BATCH, seed=0, start_step=0, num_workers=k))
-        next(stream)
-        start = time.perf_counter()
-        for _ in range(batches):
+        for name, dataset in datasets.items():
+            stream = iter(train_loader(dataset, BATCH, seed=0, start_step=0, num_workers=k))
             next(stream)
-        rates[k] = batches * BATCH / (time.perf_counter() - start)
-        del stream
+            start = time.perf_counter()
+            for _ in range(batches):
+                next(stream)
+            rates[name][k] = batches * BATCH / (time.perf_counter() - start)
+            del stream
     return rates
 
 
@@ -316,8 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n== {networks} networks ({NETWORKS[networks]}), 128 px, batch {BATCH}")
         if "start" not in skip:
             workers = 8 if on_gpu else max(a.workers)
-            steps = 60 if on_gpu else (4 if networks == "paper" else 8)
-            r = start_section(a.tree, networks, steps=steps, workers=workers)
+            steps = 12 if on_gpu else (4 if networks == "paper" else 8)   # logged steps: 60 iterations on a GPU
+            r = start_section(a.tree, networks, steps=steps, workers=workers, log_every=5 if on_gpu else 1)
             report[f"start_{networks}"] = r
             print(f"start (train.py, {device}, {workers} loader workers): first step after {r['first_step_s']:.1f} s; "
                   f"{r['s_per_step']:.3f} s/step ({BATCH / r['s_per_step']:.0f} samples/s consumed); peak RSS over "
@@ -349,8 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     if "loader" not in skip:
         rates = loader_section(a.tree, a.workers)
         report["loader"] = rates
-        print("\ntraining loader at 128 px, batch 32 (samples/s): " +
-              ", ".join(f"{k} workers {v:.0f}" for k, v in rates.items()))
+        print("\ntraining loader at 128 px, batch 32 (samples/s):")
+        for k in a.workers:
+            print(f"  {k} workers: float faces {rates['float'][k]:.0f}, uint8 faces {rates['uint8'][k]:.0f} "
+                  f"({rates['uint8'][k] / rates['float'][k]:.2f}x)")
     if "projection" not in skip:
         projection(report, a, on_gpu)
     out = Path(tempfile.gettempdir()) / "aln-scale.json"

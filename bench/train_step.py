@@ -16,7 +16,9 @@ eager with the penalty on every D step; + channels_last (``train.channels_last``
 An iteration here is one D step and one G step (``n_critic`` = 1), so every mode does the same work
 per iteration except the lazy penalty; a measurement covers whole cycles of ``gp_every`` iterations.
 Prints seconds per iteration, images/s, achieved GFLOP/s (FLOPs counted by torch's FlopCounterMode on
-one cycle of the same mode, eager) and the ratio to the reference. Timings only: nothing is asserted.
+one cycle of the same mode, eager) and the ratio to the reference. On CUDA every row, the reference's too,
+runs under the same bf16 autocast (``train.amp``), so "vs ref" compares implementations at equal precision,
+and the default measures at least 50 iterations per mode. Timings only: nothing is asserted.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
+from gan.evaluation import autocast
 from gan.losses import class_balance_weights
 from gan.models import ALN, set_requires_grad
 from gan.stages import Stage
@@ -239,7 +242,9 @@ def main() -> None:
     parser.add_argument("--image", type=int, default=112)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--gp-every", type=int, default=4, help="the lazy penalty's interval in the lazy modes")
-    parser.add_argument("--cycles", type=int, default=1, help="timed cycles of gp-every iterations per mode")
+    parser.add_argument("--cycles", type=int, default=0,
+                        help="timed cycles of gp-every iterations per mode (default: 1 on the CPU, >= 50 iterations "
+                             "on CUDA)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-compile", action="store_true", help="skip the compiled mode (its warm-up is long)")
     parser.add_argument("--phases", action="store_true",
@@ -249,6 +254,8 @@ def main() -> None:
                           "cpu" if args.device == "auto" else args.device)
     batch = fixed_batch(args.batch, args.image, device)
     k = args.gp_every
+    args.cycles = args.cycles or (-(-50 // k) if device.type == "cuda" else 1)
+    amp = device.type == "cuda"   # the project's train.amp: bf16 autocast on CUDA; the reference gets the same
     if args.phases:
         times = phase_times(args, device, batch)
         with_gp, without, g = times.values()
@@ -270,7 +277,8 @@ def main() -> None:
 
     def reference_cycle():
         for i in range(k):
-            ref.step(batch, alphas[i])
+            with autocast(device, amp):   # equal precision: "vs ref" measures the implementation alone
+                ref.step(batch, alphas[i])
 
     rows.append(("reference (eager, from the paper)", *measure(reference_cycle, count_flops(reference_cycle), k,
                                                                  device, args.cycles)))
@@ -291,7 +299,8 @@ def main() -> None:
         rows.append((name, *measure(cycle, flops, k, device, args.cycles)))
 
     print(f"ALN '{args.size}' networks {SIZES[args.size]}, {args.image} px, batch {args.batch}, device {device}, "
-          f"{torch.get_num_threads()} threads; one iteration = D step + G step; {args.cycles} cycle(s) of {k}")
+          f"{torch.get_num_threads()} threads, {'bf16 autocast for every row' if amp else 'fp32'}; one iteration = "
+          f"D step + G step; {args.cycles} cycle(s) of {k}")
     print(f"{'mode':46s}{'s/iter':>8s}{'images/s':>10s}{'GFLOP/s':>9s}{'vs ref':>8s}{'warm-up s':>11s}")
     ref_s = rows[0][1]
     for name, s, warm, gflops in rows:

@@ -6,7 +6,7 @@ Batches are dicts of tensors (the sample contract); predictions follow the test-
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -93,17 +93,21 @@ class DegradedReference:
     ssim: float
 
 
+Reduce = Callable[[torch.Tensor], torch.Tensor]
+
+
 class _RestorationSums:
     """Per-image PSNR/SSIM summed on the model's device; one host copy at the end, none per batch.
 
     With ``every`` k > 1 only the frames at positions 0, k, 2k, ... of the whole pass are scored: a fixed
-    subset whatever the batch size, so every validation scores the same frames.
+    subset whatever the batch size, so every validation scores the same frames. ``first`` is the position of
+    this pass's first frame in the whole pass (a data-parallel rank scores one share of it).
     """
 
-    def __init__(self, device: torch.device, with_degraded: bool, every: int = 1):
+    def __init__(self, device: torch.device, with_degraded: bool, every: int = 1, first: int = 0):
         self.with_degraded, self.every = with_degraded, every
-        self.sums = torch.zeros(4, dtype=torch.float64, device=device)
-        self.frames = self.seen = 0
+        self.sums = torch.zeros(5, dtype=torch.float64, device=device)   # 4 sums and the frame count
+        self.frames, self.seen = 0, first
 
     def add(self, clean: torch.Tensor, degraded: torch.Tensor, restored: torch.Tensor | None) -> None:
         """One batch; ``restored`` None scores the degraded faces only (a reference)."""
@@ -115,6 +119,7 @@ class _RestorationSums:
             restored = restored[picks] if restored is not None else None
         if not clean.shape[0]:
             return
+        self.sums[4] += clean.shape[0]
         if restored is not None:
             restored = restored.float().clamp(-1, 1)
             self.sums[0] += psnr_per_image(restored, clean).sum()
@@ -124,8 +129,13 @@ class _RestorationSums:
             self.sums[3] += ssim_per_image(degraded, clean).sum()
         self.frames += clean.shape[0]
 
-    def means(self, reference: DegradedReference | None) -> dict[str, float]:
-        psnr_r, ssim_r, psnr_d, ssim_d = (self.sums / self.frames).tolist()
+    def means(self, reference: DegradedReference | None, reduce: Reduce | None = None) -> dict[str, float] | None:
+        """Means over the scored frames (of every rank: ``reduce`` sums over ranks); None when there were none."""
+        totals = reduce(self.sums) if reduce is not None else self.sums
+        values = totals.tolist()
+        if not values[4]:
+            return None
+        psnr_r, ssim_r, psnr_d, ssim_d = (v / values[4] for v in values[:4])
         if reference is not None:
             psnr_d, ssim_d = reference.psnr, reference.ssim
         return {"psnr_restored": psnr_r, "ssim_restored": ssim_r, "psnr_degraded": psnr_d, "ssim_degraded": ssim_d}
@@ -134,7 +144,7 @@ class _RestorationSums:
 @torch.no_grad()
 def predict_batches(model: ALN, batches: Iterable[dict], device: torch.device, amp: bool = True,
                     degraded_reference: DegradedReference | None = None, restoration_every: int = 1,
-                    views_every: int = 1) -> Predictions:
+                    views_every: int = 1, first_position: int = 0, reduce: Reduce | None = None) -> Predictions:
     """Run the test-time path over ``batches``; also the other V/A views and, on degraded input, restoration.
 
     Views (see :data:`VIEW_TAGS`): the CD on the clean face with its own z (its training input), and, for
@@ -146,14 +156,19 @@ def predict_batches(model: ALN, batches: Iterable[dict], device: torch.device, a
     pass only (``train.views_every``: a fixed subset whatever the batch size; they cost 1 AEG and 3 CD passes
     per frame, the headline 1 and 1). ``restoration_every`` r > 1 scores restoration on every r-th of those.
     The headline V/A predictions always cover every frame (the official protocol).
+    Data-parallel validation: ``batches`` are one rank's contiguous share of the pass, starting at frame
+    ``first_position`` (which keeps both subsets those of the whole pass), and ``reduce`` sums the restoration
+    scores over ranks (a collective: every rank calls it, also with no frame of its own).
     Everything stays on ``device`` until the pass ends. Without an AEG the views coincide with the headline.
     """
     was_training = model.training
     model.eval()
     out: dict[str, list] = {k: [] for k in ("pred", "gold", "clean_input", "degraded", "degraded_no_aeg", "views_gold")}
-    restoration = _RestorationSums(device, with_degraded=degraded_reference is None, every=restoration_every)
+    first_view = first_position if views_every == 1 else -(-first_position // views_every)
+    restoration = _RestorationSums(device, with_degraded=degraded_reference is None, every=restoration_every,
+                                   first=first_view)
     videos, frames = [], []
-    seen = 0
+    seen = first_position
     try:
         for batch in batches:
             videos.extend(batch.get("video", []))
@@ -184,10 +199,10 @@ def predict_batches(model: ALN, batches: Iterable[dict], device: torch.device, a
     cat = {k: torch.cat(v).cpu().numpy() if v else None for k, v in out.items()}
     result = Predictions(cat["pred"], cat["gold"], videos, frames, pred_clean_input=cat["clean_input"],
                          views_gold=cat["views_gold"])
-    if restoration.frames:
-        result.pred_degraded, result.pred_degraded_no_aeg = cat["degraded"], cat["degraded_no_aeg"]
-        for key, value in restoration.means(degraded_reference).items():
-            setattr(result, key, value)
+    result.pred_degraded, result.pred_degraded_no_aeg = cat["degraded"], cat["degraded_no_aeg"]
+    means = restoration.means(degraded_reference, reduce) if reduce is not None or restoration.frames else None
+    for key, value in (means or {}).items():
+        setattr(result, key, value)
     return result
 
 
@@ -246,14 +261,17 @@ def predict_corrupted(models: list[ALN], batches: Iterable[dict], device: torch.
 
 @torch.no_grad()
 def restoration_scores(model: ALN, sets: dict[str, tuple[torch.Tensor, torch.Tensor]], device: torch.device,
-                       batch_size: int = 128, degraded_reference: dict[str, DegradedReference] | None = None
-                       ) -> dict[str, dict[str, float]]:
+                       batch_size: int = 128, degraded_reference: dict[str, DegradedReference] | None = None,
+                       share: Callable[[int], range] | None = None, reduce: Reduce | None = None,
+                       amp: bool = False) -> dict[str, dict[str, float]]:
     """PSNR and SSIM of degraded and restored faces against the clean ones, per artefact set.
 
     ``sets`` maps an artefact name (blur, noise, downscale, colour, all) to (clean, degraded) batches in
     [-1, 1] (see ``data.samples.loaders.restoration_sets``). Returns ``{artefact: {"psnr_degraded", "psnr_restored",
     "ssim_degraded", "ssim_restored"}}``; without an AEG the restored face is the degraded one. The degraded
     scores come from ``degraded_reference`` (:func:`degraded_references` of the same sets) when given.
+    Data-parallel: ``share(n)`` is this rank's range of a set's n frames and ``reduce`` sums over ranks.
+    ``amp``: the AEG under the same autocast as validation's pass (on CUDA one compiled graph serves both).
     """
     degraded_reference = degraded_reference or {}
     was_training = model.training
@@ -263,25 +281,34 @@ def restoration_scores(model: ALN, sets: dict[str, tuple[torch.Tensor, torch.Ten
         for name, (clean, degraded) in sets.items():
             reference = degraded_reference.get(name)
             sums = _RestorationSums(device, with_degraded=reference is None)
-            for i in range(0, len(degraded), batch_size):
-                c, d = clean[i:i + batch_size].to(device), degraded[i:i + batch_size].to(device)
-                sums.add(c, d, model.restore(d)[0])
-            table[name] = sums.means(reference)
+            for c, d in _set_batches(clean, degraded, device, batch_size, share):
+                with autocast(device, amp):
+                    restored = model.restore(d)[0]
+                sums.add(c, d, restored)
+            table[name] = sums.means(reference, reduce)
     finally:
         model.train(was_training)
     return table
 
 
+def _set_batches(clean: torch.Tensor, degraded: torch.Tensor, device: torch.device, batch_size: int,
+                 share: Callable[[int], range] | None):
+    rows = share(len(degraded)) if share is not None else range(len(degraded))
+    for i in range(rows.start, rows.stop, batch_size):
+        j = min(i + batch_size, rows.stop)
+        yield clean[i:j].to(device), degraded[i:j].to(device)
+
+
 def degraded_references(sets: dict[str, tuple[torch.Tensor, torch.Tensor]], device: torch.device,
-                        batch_size: int = 128) -> dict[str, DegradedReference]:
+                        batch_size: int = 128, share: Callable[[int], range] | None = None,
+                        reduce: Reduce | None = None) -> dict[str, DegradedReference]:
     """Degraded-vs-clean PSNR/SSIM of each restoration set: they need no model, so a validator computes them once."""
     table = {}
     for name, (clean, degraded) in sets.items():
         sums = _RestorationSums(device, with_degraded=True)
-        for i in range(0, len(degraded), batch_size):
-            c, d = clean[i:i + batch_size].to(device), degraded[i:i + batch_size].to(device)
+        for c, d in _set_batches(clean, degraded, device, batch_size, share):
             sums.add(c, d, None)
-        row = sums.means(None)
+        row = sums.means(None, reduce)
         table[name] = DegradedReference(row["psnr_degraded"], row["ssim_degraded"])
     return table
 

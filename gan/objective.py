@@ -148,7 +148,9 @@ class ALNObjective:
         fake_logits, va_fake = m.critic(fake, z_fake, audio)
         adv = generator_adversarial_loss(fake_logits, cfg.adversarial)
         afc, stats = self.affect(va_fake, va)
-        cycled, _ = m.aeg(fake)
+        # fp32 like the first pass's input (under bf16 autocast ``fake`` is bf16; the AEG's first conv casts
+        # it back to bf16, so the values are the same): one compiled graph serves both passes
+        cycled, _ = m.aeg(fake.float())
         rec = l1(clean, cycled)
         den = l1(clean, fake)
         weighted = {"adv": (cfg.lambda_adv, adv), "afc": (cfg.lambda_afc_g, afc), "rec": (cfg.lambda_rec, rec),

@@ -25,6 +25,9 @@ from training.distributed import Distributed
 #: weights (absolute) of one and of two processes agree to WEIGHTS, Adam's moments to MOMENTS of their scale;
 #: measured after four iterations: 1.4e-7 and 2.3e-5 (the float summation order differs: shards, all-reduce)
 WEIGHTS, MOMENTS = 1e-5, 1e-4
+#: validation scores of two processes against one, relative (and absolute near 0): the weights differ by
+#: WEIGHTS after training's all-reduce, and the restoration means are sums over two shares
+VALIDATION = 1e-4
 #: gloo on CPU in both runs, also on a machine with GPUs (train.device's default, auto, would take CUDA there)
 COMMON = [*TINY, "train.device=cpu", "train.n_critic=2", "loss.gp_every=2", "train.eval_every=4",
           "train.lr_decay_from=1.0", "seed=7"]
@@ -126,6 +129,21 @@ def test_only_rank_zero_writes(one_and_two):
     assert steps == sorted(set(steps))
 
 
+def test_two_processes_validate_their_shares_and_log_the_one_process_scores(demo_root, tmp_path):
+    """Every rank scores its share of the validation frames; the logged scores are one process's. An odd
+    eval batch and a views subset make the shares' boundaries cut through batches and through the subset."""
+    extra = ("train.max_steps=2", "train.eval_every=2", "data.eval_batch_size=7", "train.views_every=3",
+             "train.restoration_every=2")
+    _train(demo_root, tmp_path / "one", *extra)
+    _train(demo_root, tmp_path / "two", *extra, processes=2)
+    val_one, val_two = ([r for r in _jsonl(tmp_path / name / "metrics.jsonl") if "val/ccc_valence" in r]
+                        for name in ("one", "two"))
+    assert len(val_one) == len(val_two) == 1 and val_one[0].keys() == val_two[0].keys()
+    assert {"val_degraded/ccc_valence", "val/psnr_restored", "restoration/psnr_restored_all"} <= set(val_one[0])
+    for key, value in val_one[0].items():
+        assert val_two[0][key] == pytest.approx(value, rel=VALIDATION, abs=VALIDATION), key
+
+
 def test_a_two_process_checkpoint_resumes_in_one_process(demo_root, one_and_two):
     """The data order is a function of (seed, step), not of the number of processes."""
     for name in ("one", "two"):
@@ -188,6 +206,12 @@ def _sync_averages_in_place_and_the_stop_flag_reaches_every_rank(d: Distributed)
     assert averaged["x"].item() == 0.5 and float(stop) > 0   # rank 1's request, seen by both
     _, stop = d.log_mean_and_stop({"x": torch.tensor(0.0)}, False, torch.device("cpu"))
     assert float(stop) == 0
+    # validation's shares: contiguous, in order, covering 7 frames as 4 + 3; gathered back in frame order
+    shares = [Distributed(r, 2).share(7) for r in range(2)]
+    assert shares == [range(0, 4), range(4, 7)] and d.share(7) == shares[d.rank]
+    rows = torch.arange(14.0).view(7, 2)[d.share(7)]
+    assert torch.equal(d.gather_rows(rows, [4, 3]), torch.arange(14.0).view(7, 2))
+    assert torch.equal(d.sum(torch.tensor([1.0, d.rank])), torch.tensor([2.0, 1.0]))
 
 
 @pytest.mark.parametrize("check", [_affect_gradient_matches_one_process,

@@ -295,3 +295,21 @@ def test_final_model_on_train_and_val_has_no_best_checkpoint_and_says_so(demo_ro
     assert "NOTE: optimistic scores: the model was trained on the val split" in capsys.readouterr().out
     with pytest.raises(train.ConfigError, match=r"data.train_splits must be \[train\] or \[train, val\]"):
         train.load_config(None, ["data.train_splits=[val, test]"])
+
+
+def test_uint8_faces_converted_on_the_device_equal_the_float_samples(demo_root, tmp_path):
+    """The training loader carries uint8 faces; converted by faces_to_float they are the float contract's
+    faces bit for bit (clean and degraded, with the training degradations and their seeds)."""
+    from data.samples.dataset import faces_to_float
+    from data.samples.loaders import build_dataset, collate, load_split
+
+    cfg = train.load_config(train.DEFAULT_PRESET, [*TINY, f"data.root={demo_root}", f"run.dir={tmp_path}"])
+    split, _ = load_split(cfg.data, "training")
+    as_float = build_dataset(split, 32, cfg.data.degrade)
+    as_uint8 = build_dataset(split, 32, cfg.data.degrade, faces_as_uint8=True)
+    keys = [(i, 1000 + i) for i in range(0, len(as_float), 7)]
+    floats, uint8s = collate(as_float.__getitems__(keys)), collate(as_uint8.__getitems__(keys))
+    assert uint8s["face"].dtype == torch.uint8 and uint8s["face_degraded"].dtype == torch.uint8
+    converted = faces_to_float(uint8s)
+    for key in ("face", "face_degraded", "va", "audio"):
+        assert converted[key].dtype == torch.float32 and torch.equal(converted[key], floats[key]), key

@@ -64,7 +64,7 @@ class Distributed:
 
     @property
     def is_main(self) -> bool:
-        """Rank 0 alone writes the run folder, the logs and the checkpoints, and runs validation."""
+        """Rank 0 alone writes the run folder, the logs and the checkpoints (every rank validates its share)."""
         return self.rank == 0
 
     def device(self, device: torch.device) -> torch.device:
@@ -152,6 +152,36 @@ class Distributed:
             return values, None
         averaged = self.mean({**values, _STOP: torch.full((), float(stop), device=device)})
         return averaged, averaged.pop(_STOP)
+
+    # ------------------------------------------------------------------ validation on every rank
+
+    def share(self, n: int) -> range:
+        """This rank's contiguous share of ``n`` items in order (validation frames): the first ranks get
+        ceil(n / world_size) each, the last what is left (possibly none)."""
+        per = -(-n // self.world_size)
+        return range(min(n, self.rank * per), min(n, (self.rank + 1) * per))
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Sum of ``tensor`` over ranks (a new tensor)."""
+        if not self.enabled:
+            return tensor
+        total = tensor.detach().clone()
+        dist.all_reduce(total)
+        return total
+
+    def gather_rows(self, rows: torch.Tensor, counts: list[int]) -> torch.Tensor:
+        """Every rank's ``rows`` (rank r holds ``counts[r]`` of them, known to all) concatenated in rank order.
+
+        Padded to the largest count for the all-gather (which needs equal shapes), then trimmed.
+        """
+        if not self.enabled:
+            return rows
+        longest = max(counts)
+        padded = rows.new_zeros((longest, *rows.shape[1:]))
+        padded[:rows.shape[0]] = rows
+        parts = [torch.empty_like(padded) for _ in range(self.world_size)]
+        dist.all_gather(parts, padded.contiguous())
+        return torch.cat([part[:count] for part, count in zip(parts, counts, strict=True)])
 
     def vector_mean(self, vector: torch.Tensor) -> torch.Tensor:
         """Average of a tensor over ranks (used for the logged per-term gradient norms)."""

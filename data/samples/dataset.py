@@ -9,6 +9,11 @@ A sample is a dict of tensors::
     liking         () float32 in [-1, 1], only for datasets that label it (SEWA)
     video          str, frame  int (1-based frame number)
 
+A training loader may carry the faces as uint8 (3, H, W) instead (``faces_as_uint8``): a quarter of the bytes
+between the loader's processes and to the GPU, and no float conversion in the workers. :func:`faces_to_float`
+turns such a batch into the contract above on the model's device, with the same arithmetic as
+:func:`to_tensor`, so both paths give identical floats.
+
 Only frames with a valid label and an image file are indexed, so invalid labels never reach a loss.
 Randomness is per *sample*: an index may come with a seed (``dataset[(i, seed)]``) that fixes its
 degradation, so the same (index, seed) gives the same sample in any worker, in any run, after a resume.
@@ -66,9 +71,28 @@ def read_crop(record: VideoRecord, frame: int) -> np.ndarray:
     return read_rgb(record.image_path(frame))
 
 
+FACE_KEYS = ("face", "face_degraded")
+
+
+def to_uint8_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, 3) -> uint8 (3, H, W)."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+
+def to_float(faces: torch.Tensor) -> torch.Tensor:
+    """uint8 faces (any shape, any device) -> float32 in [-1, 1]: the one place this arithmetic lives."""
+    return faces.float().div_(127.5).sub_(1.0)
+
+
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """uint8 (H, W, 3) -> float32 (3, H, W) in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(127.5).sub_(1.0)
+    return to_float(to_uint8_tensor(image))
+
+
+def faces_to_float(batch: dict) -> dict:
+    """A batch whose faces are uint8 (``faces_as_uint8``) with float32 faces in [-1, 1]; float faces unchanged."""
+    return {k: to_float(v) if k in FACE_KEYS and torch.is_tensor(v) and v.dtype == torch.uint8 else v
+            for k, v in batch.items()}
 
 
 class AffectFrameDataset(Dataset):
@@ -87,14 +111,17 @@ class AffectFrameDataset(Dataset):
         read_image: ``(record, frame) -> (H, W, 3) uint8 RGB``, where the crops come from: the JPEG files
             (:func:`read_crop`, default) or a packed store (:class:`data.samples.packed.PackedCrops`), which
             gives the same pixels.
+        faces_as_uint8: give ``face`` / ``face_degraded`` as uint8 (3, H, W); the consumer converts them with
+            :func:`faces_to_float` (training does, on its device).
     """
 
     def __init__(self, records: Sequence[VideoRecord], image_size: int, audio: dict[str, np.ndarray],
                  degrader: Callable[[np.ndarray, int], np.ndarray] | None = None,
                  fixed_seed_base: int | None = None,
                  read_image: Callable[[VideoRecord, int], np.ndarray] = read_crop,
-                 frame_seed: Callable[[str, int], int] | None = None):
+                 frame_seed: Callable[[str, int], int] | None = None, faces_as_uint8: bool = False):
         self.records = list(records)
+        self.face_tensor = to_uint8_tensor if faces_as_uint8 else to_tensor
         self.read_image = read_image
         self.image_size = image_size
         self.audio = audio
@@ -140,7 +167,7 @@ class AffectFrameDataset(Dataset):
             seed = self.fixed_seed_base + int(index)
         image = self.read_image(record, frame)
         sample = {
-            "face": to_tensor(self.resize(image)),
+            "face": self.face_tensor(self.resize(image)),
             "va": torch.from_numpy(record.labels[frame - 1].copy()),
             "audio": torch.from_numpy(self.audio[record.name][frame - 1]) if self.audio
             else torch.zeros(0),
@@ -152,5 +179,5 @@ class AffectFrameDataset(Dataset):
         if self.degrader is not None:
             if seed is None:
                 raise ValueError("a degrading dataset needs a per-sample seed: index it with (index, seed)")
-            sample["face_degraded"] = to_tensor(self.resize(self.degrader(image, int(seed))))
+            sample["face_degraded"] = self.face_tensor(self.resize(self.degrader(image, int(seed))))
         return sample

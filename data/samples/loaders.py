@@ -176,10 +176,14 @@ def _standardise(standardiser: AudioStandardiser, features: np.ndarray) -> np.nd
 
 
 def build_dataset(split: SplitData, image_size: int, degrade: DegradeConfig | None,
-                  fixed_seed_base: int | None = None) -> AffectFrameDataset:
-    """The samples of ``split``, with crops read from its store (``data.store``: JPEG files or packed; same pixels)."""
+                  fixed_seed_base: int | None = None, faces_as_uint8: bool = False) -> AffectFrameDataset:
+    """The samples of ``split``, with crops read from its store (``data.store``: JPEG files or packed; same pixels).
+
+    ``faces_as_uint8``: uint8 faces, for a loader whose consumer converts them on its device (training).
+    """
     degrader = Degrader(degrade) if degrade is not None else None
-    return AffectFrameDataset(split.records, image_size, split.audio, degrader, fixed_seed_base, split.read_image())
+    return AffectFrameDataset(split.records, image_size, split.audio, degrader, fixed_seed_base, split.read_image(),
+                              faces_as_uint8=faces_as_uint8)
 
 
 def scoring_dataset(split: SplitData, image_size: int, degrade: DegradeConfig | None) -> AffectFrameDataset:
