@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from gan.losses import AffectLoss, class_balance_weights
+from gan.models import ALN
 from tests.train_helpers import HANG_GUARD_S, REPO, TINY, _jsonl
 from training.distributed import Distributed
 
@@ -218,6 +220,37 @@ def _sync_averages_in_place_and_the_stop_flag_reaches_every_rank(d: Distributed)
                                    _sync_averages_in_place_and_the_stop_flag_reaches_every_rank])
 def test_collectives_in_two_processes(check, tmp_path):
     _in_two_processes(check, tmp_path)
+
+
+def _each_rank_validates_its_share(demo_root: str, d: Distributed) -> None:
+    """Each rank's AEG sees only its share of the validation frames; the shared pass returns the scores of a
+    one-process pass over every frame (computed here too, with no collective)."""
+    import train
+    from data.samples.loaders import load_split
+    from training.validation import Validator
+
+    cfg = train.load_config(train.DEFAULT_PRESET, [*TINY, f"data.root={demo_root}", "run.dir=/unused",
+                                                   "train.views_every=3", "data.eval_batch_size=7",
+                                                   "train.restoration_frames=0"])   # the AEG sees the pass alone
+    split, _ = load_split(cfg.data, "val")
+    torch.manual_seed(0)
+    model = ALN(cfg.model, cfg.data.audio.dim)
+    seen = []
+    model.aeg.register_forward_hook(lambda _m, args, _out: seen.append(args[0].shape[0]))
+    whole = Validator(cfg, split, torch.device("cpu")).run(model, 1, 0, None)
+    seen.clear()
+    shared_validator = Validator(cfg, split, torch.device("cpu"), d)
+    shared = shared_validator.run(model, 1, 0, None)
+    frames, mine = len(shared_validator.val_set), d.share(len(shared_validator.val_set))
+    views = range(-(-mine.start // 3) * 3, mine.stop, 3)   # this share's frames of the views subset
+    assert sum(seen) == len(mine) + len(views) and len(mine) < frames   # headline pass + degraded views' pass
+    for dim in whole:
+        for metric, value in whole[dim].items():
+            assert shared[dim][metric] == pytest.approx(value, rel=1e-5, abs=1e-6), (dim, metric)
+
+
+def test_every_rank_validates_its_share_and_gets_the_whole_splits_scores(demo_root, tmp_path):
+    _in_two_processes(partial(_each_rank_validates_its_share, str(demo_root)), tmp_path)
 
 
 def test_single_process_is_the_identity():
