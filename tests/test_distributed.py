@@ -186,8 +186,8 @@ def _affect_gradient_matches_one_process(d: Distributed) -> None:
     shared = torch.nn.Parameter(weight.clone())   # the same weights on both ranks, each with its shard
     part = d.shard(8)
     value, _ = loss(d.gather(torch.tanh(x[part] @ shared)), d.gather(target[part]))
-    value.backward()
-    d.sync_gradients([shared])
+    with d.gradient_average([shared]).during_backward():
+        value.backward()
     torch.testing.assert_close(value, expected, rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(shared.grad, whole.grad, rtol=1e-5, atol=1e-7)
 
@@ -195,11 +195,11 @@ def _affect_gradient_matches_one_process(d: Distributed) -> None:
 def _sync_averages_in_place_and_the_stop_flag_reaches_every_rank(d: Distributed) -> None:
     used, unused = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(3))
     conv = torch.nn.Parameter(torch.zeros(4, 3, 2, 2).contiguous(memory_format=torch.channels_last))
-    used.grad = torch.full((3,), float(d.rank + 1))       # 1 and 2: the average is 1.5
-    conv.grad = torch.arange(48.0).view(4, 2, 2, 3).permute(0, 3, 1, 2) * (d.rank + 1)   # channels_last strides
-    expected = conv.grad.clone() * 1.5 / (d.rank + 1)
-    grad_tensor = conv.grad
-    d.sync_gradients([used, unused, conv])
+    with d.gradient_average([used, unused, conv]).during_backward():   # gradients set by hand: no hook fires
+        used.grad = torch.full((3,), float(d.rank + 1))       # 1 and 2: the average is 1.5
+        conv.grad = torch.arange(48.0).view(4, 2, 2, 3).permute(0, 3, 1, 2) * (d.rank + 1)   # channels_last strides
+        expected = conv.grad.clone() * 1.5 / (d.rank + 1)
+        grad_tensor = conv.grad
     assert used.grad.tolist() == [1.5] * 3
     assert unused.grad is None                            # no rank touched it
     assert conv.grad is grad_tensor and conv.grad.stride() == conv.stride()   # in place, layout kept
@@ -216,8 +216,54 @@ def _sync_averages_in_place_and_the_stop_flag_reaches_every_rank(d: Distributed)
     assert torch.equal(d.sum(torch.tensor([1.0, d.rank])), torch.tensor([2.0, 1.0]))
 
 
+def _buckets_are_averaged_while_the_backward_runs(d: Distributed) -> None:
+    """A small CNN with ~1 KB buckets: every gradient equals the mean of the two ranks' gradients (each
+    computed here without a collective), in every step. A parameter the loss does not use keeps no
+    gradient and holds up its bucket in the first step only: from the second, every bucket
+    is all-reduced from the hooks, before the backward ends. A parameter reached again after a step
+    that did not reach it arrives after its bucket's launch and is averaged all the same."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3),
+                              torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8 * 4 * 4, 2))
+    net.to(memory_format=torch.channels_last)
+    unused = torch.nn.Parameter(torch.zeros(5))
+    params = [*net.parameters(), unused]
+    inputs = [torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(r)) for r in range(2)]
+
+    def gradients(x):
+        for p in params:
+            p.grad = None
+        net(x.contiguous(memory_format=torch.channels_last)).square().sum().backward()
+        return [p.grad.clone() for p in net.parameters()]
+
+    expected = [(a + b) / 2 for a, b in zip(gradients(inputs[0]), gradients(inputs[1]), strict=True)]
+    average = d.gradient_average(params, bucket_bytes=1024)
+    launched = []
+    for _ in range(2):
+        for p in params:
+            p.grad = None
+        with average.during_backward():
+            net(inputs[d.rank].contiguous(memory_format=torch.channels_last)).square().sum().backward()
+        launched.append(average.launched_in_backward)
+        for p, want in zip(net.parameters(), expected, strict=True):
+            torch.testing.assert_close(p.grad, want, rtol=1e-6, atol=1e-7)
+            assert p.grad.stride() == p.stride()
+        assert unused.grad is None
+    assert len(average.buckets) >= 4 and launched == [0, len(average.buckets)], (launched, average.buckets)
+    # a step that reaches the formerly unused parameter: its gradient comes late and is averaged too
+    for p in params:
+        p.grad = None
+    with average.during_backward():
+        (net(inputs[d.rank].contiguous(memory_format=torch.channels_last)).square().sum()
+         + unused.sum() * (d.rank + 1)).backward()
+    assert unused.grad.tolist() == [1.5] * 5
+    for p, want in zip(net.parameters(), expected, strict=True):
+        torch.testing.assert_close(p.grad, want, rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("check", [_affect_gradient_matches_one_process,
-                                   _sync_averages_in_place_and_the_stop_flag_reaches_every_rank])
+                                   _sync_averages_in_place_and_the_stop_flag_reaches_every_rank,
+                                   _buckets_are_averaged_while_the_backward_runs])
 def test_collectives_in_two_processes(check, tmp_path):
     _in_two_processes(check, tmp_path)
 

@@ -82,16 +82,20 @@ class _RecordingCollectives:
 
     def __init__(self, monkeypatch):
         self.devices: list[tuple[str, str]] = []
+        self.in_backward: list[int] = []   # sizes of the all-reduces issued while a backward ran
         for name in ("all_reduce", "broadcast", "all_gather", "barrier"):
             monkeypatch.setattr(torch_dist, name, getattr(self, name))
 
     def _note(self, op: str, tensor: torch.Tensor) -> None:
         self.devices.append((op, tensor.device.type))
 
-    def all_reduce(self, tensor, op=None, **_):
+    def all_reduce(self, tensor, op=None, async_op=False, **_):
         self._note("all_reduce", tensor)
+        if torch._C._current_graph_task_id() != -1:
+            self.in_backward.append(tensor.numel())
         if op is None:
             tensor.mul_(2)   # the sum over two ranks with equal tensors
+        return _Done() if async_op else None
 
     def broadcast(self, tensor, src=0, **_):
         self._note("broadcast", tensor)
@@ -105,10 +109,17 @@ class _RecordingCollectives:
         pass
 
 
+class _Done:
+    def wait(self):
+        pass
+
+
 def test_a_two_rank_iteration_hands_every_collective_a_device_tensor(monkeypatch):
     """Broadcast of the weights, the affect loss's gather, the gradient averages of D and G, the logged
     gradient norms, and the log step's reduction with the stop flag: all on the training device. On the
-    parent commit the stop flag was a CPU tensor, all-reduced in every iteration (NCCL rejects it)."""
+    parent commit the stop flag was a CPU tensor, all-reduced in every iteration (NCCL rejects it).
+    The CD's gradients are averaged in buckets issued while its backward runs (on the parent commit, in
+    one all-reduce after it)."""
     recorder = _RecordingCollectives(monkeypatch)
     cfg = _paper_preset()
     d = Distributed(rank=0, world_size=2)
@@ -117,8 +128,13 @@ def test_a_two_rank_iteration_hands_every_collective_a_device_tensor(monkeypatch
     first = stage.start + cfg.train.log_every - cfg.train.n_critic
     with DeviceTraffic() as traffic:
         for step in range(first, first + cfg.train.n_critic):
+            recorder.in_backward.clear()
             logs = stepper.train_step(batch, step)
         averaged, stop = d.log_mean_and_stop(logs, True, META)
+    cd_average = stepper.averages[id(stepper.model.cd)]
+    cd_parameters = sum(p.numel() for p in stepper.model.cd.parameters())
+    assert len(cd_average.buckets) >= 4 and cd_average.launched_in_backward == len(cd_average.buckets)
+    assert sum(n for n in recorder.in_backward if n > batch["va"].numel() * 2) >= cd_parameters
     assert traffic.host_to_device == [] and traffic.host_reads == []
     ops = {op for op, _ in recorder.devices}
     assert ops == {"broadcast", "all_gather", "all_reduce"}

@@ -4,8 +4,9 @@ Why no DistributedDataParallel wrapper (StyleGAN3's pattern instead): WGAN-GP ta
 through the critic, whose gradients DDP does not synchronise ("grad of grads will not be synced"); the
 critic is frozen during the generator step and the generator runs without gradient during the critic step,
 so a DDP wrapper would see a different set of used parameters in every phase. Here the training step stays
-plain single-process code, and after each backward :meth:`Distributed.sync_gradients` averages the
-gradients of the network being trained with one flattened all-reduce. Parameters are broadcast from rank 0
+plain single-process code, and :class:`GradientAverage` averages the gradients of the network being trained
+in buckets, each all-reduced as soon as the backward has produced it (overlapping the rest of the backward,
+as DDP's buckets do). Parameters are broadcast from rank 0
 once at the start, so every rank holds the same weights and, with the same averaged gradients, the same
 Adam states at every step.
 
@@ -100,27 +101,10 @@ class Distributed:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def sync_gradients(self, parameters) -> None:
-        """Average the gradients of ``parameters`` over ranks in one flattened all-reduce, in place.
-
-        Which parameters have a gradient is the same on every rank: every rank runs the same code on a
-        shard of the same shape, so the set is decided on the host and never read back from the device.
-        Each ``p.grad`` keeps its own tensor, and so its strides (a channels_last weight keeps a
-        channels_last gradient, which Adam's multi-tensor path needs to match its parameter's).
-        """
-        if not self.enabled:
-            return
-        grads = [p.grad for p in parameters if p.requires_grad and p.grad is not None]
-        if not grads:
-            return
-        flat = torch.cat([g.reshape(-1) for g in grads])   # NCHW-order copy of every gradient
-        dist.all_reduce(flat)
-        flat.div_(self.world_size)
-        offset = 0
-        for g in grads:
-            n = g.numel()
-            g.copy_(flat[offset:offset + n].view(g.shape))   # back into the gradient's own layout
-            offset += n
+    def gradient_average(self, parameters, bucket_bytes: int | None = None) -> GradientAverage:
+        """A :class:`GradientAverage` of ``parameters`` (one per network and stage; see there)."""
+        return GradientAverage(self.world_size if self.enabled else 1, parameters,
+                               bucket_bytes or GradientAverage.BUCKET_BYTES)
 
     def gather(self, tensor: torch.Tensor) -> torch.Tensor:
         """The global batch of ``tensor`` (shards concatenated in rank order); gradients flow back to each shard."""
@@ -207,6 +191,103 @@ class Distributed:
     def close(self) -> None:
         if self.enabled and dist.is_initialized():
             dist.destroy_process_group()
+
+
+class GradientAverage:
+    """Averages a network's gradients over ranks while its backward runs, in place, in buckets.
+
+    The parameters are cut into buckets of about ``BUCKET_BYTES`` in reverse order of registration (the
+    backward reaches the last layers first). A hook on each parameter counts its bucket down when its
+    gradient is accumulated; a bucket whose gradients are all there is flattened and all-reduced
+    asynchronously at once, so the CD's ~46 M-parameter average no longer waits for its whole backward.
+    Buckets are launched strictly in index order (a ready bucket waits for those before it), and what is
+    left when the backward ends is launched then, also in order: every rank issues the same collectives in
+    the same order (NCCL requires it), since every rank runs the same graph on a shard of the same shape.
+    Which gradients a bucket holds is decided on the host (``p.grad is not None``), never read back.
+
+    A bucket waits for the gradients its parameters received in the previous backward (all of them in the
+    first), so a parameter the loss never reaches holds up its bucket only once. A gradient that arrives
+    after its bucket was launched (a parameter the previous step did not reach) is averaged in one more
+    all-reduce at the end.
+
+    Hooks count only inside :meth:`during_backward`: another network's backward (the D step reaching the
+    AEG's output) or ``torch.autograd.grad`` (the penalty, the logged per-term norms) leaves them alone.
+    Each ``p.grad`` keeps its own tensor, and so its strides (a channels_last weight keeps a channels_last
+    gradient, which Adam's multi-tensor path needs to match its parameter's). With one process, nothing
+    is registered and :meth:`during_backward` only runs its block.
+    """
+
+    BUCKET_BYTES = 25 * 2 ** 20   # DDP's default bucket size
+
+    def __init__(self, world_size: int, parameters, bucket_bytes: int = BUCKET_BYTES):
+        self.world_size = world_size
+        self.buckets: list[list[nn.Parameter]] = []
+        if world_size <= 1:
+            return
+        size = 0
+        for p in reversed([p for p in parameters if p.requires_grad]):
+            nbytes = p.numel() * p.element_size()
+            if not self.buckets or size + nbytes > bucket_bytes:
+                self.buckets.append([])
+                size = 0
+            self.buckets[-1].append(p)
+            size += nbytes
+        self._bucket_of = {id(p): i for i, bucket in enumerate(self.buckets) for p in bucket}
+        self._expected = [len(bucket) for bucket in self.buckets]   # gradients each bucket waits for
+        self._armed = False
+        self.launched_in_backward = 0   # buckets all-reduced before the backward ended, in the latest step
+        for bucket in self.buckets:
+            for p in bucket:
+                p.register_post_accumulate_grad_hook(self._on_gradient)
+
+    @contextmanager
+    def during_backward(self) -> Iterator[None]:
+        """Run the block (the backward); on leaving it every gradient of the network is the ranks' average."""
+        if not self.buckets:
+            yield
+            return
+        self._waiting = list(self._expected)
+        self._next, self._flights, self._late, self._armed = 0, [], [], True
+        try:
+            yield
+        finally:
+            self._armed = False
+        self.launched_in_backward = self._next
+        while self._next < len(self.buckets):
+            self._launch()
+        if self._late:
+            self._all_reduce(self._late)
+        self._expected = [sum(p.grad is not None for p in bucket) for bucket in self.buckets]
+        for grads, flat, work in self._flights:
+            work.wait()
+            flat.div_(self.world_size)
+            offset = 0
+            for g in grads:
+                n = g.numel()
+                g.copy_(flat[offset:offset + n].view(g.shape))   # back into the gradient's own layout
+                offset += n
+        self._flights = []
+
+    def _on_gradient(self, p: nn.Parameter) -> None:
+        if not self._armed:
+            return
+        bucket = self._bucket_of[id(p)]
+        if bucket < self._next:
+            self._late.append(p.grad)
+            return
+        self._waiting[bucket] -= 1
+        while self._next < len(self.buckets) and self._waiting[self._next] <= 0:
+            self._launch()
+
+    def _launch(self) -> None:
+        grads = [p.grad for p in self.buckets[self._next] if p.grad is not None]
+        self._next += 1
+        if grads:
+            self._all_reduce(grads)
+
+    def _all_reduce(self, grads: list[torch.Tensor]) -> None:
+        flat = torch.cat([g.reshape(-1) for g in grads])   # NCHW-order copy of the gradients
+        self._flights.append((grads, flat, dist.all_reduce(flat, async_op=True)))
 
 
 class _GatherWithGradient(torch.autograd.Function):

@@ -5,7 +5,7 @@ a ``denoise`` stage trains the AEG alone on the denoising L1. Learning rates are
 step, so a checkpoint needs no scheduler state; so are the gradient penalty's interpolation weights, drawn
 for the global batch from (seed, step), so every process of a data-parallel job and a resumed run draw
 the same ones. In data-parallel training each process runs this same code on its shard of the global
-batch, and :class:`~training.distributed.Distributed` averages the gradients before every optimiser step.
+batch, and :class:`~training.distributed.GradientAverage` averages the gradients during every backward.
 """
 
 from __future__ import annotations
@@ -85,6 +85,8 @@ class ALNStepper:
                       if stage.trains_critic else None)
         self.opt_g = (torch.optim.Adam(self.model.aeg.parameters(), lr=t.lr_g, betas=betas)
                       if self.model.aeg else None)
+        self.averages = {id(net): self.dist.gradient_average(net.parameters())
+                         for net in (self.model.cd if stage.trains_critic else None, self.model.aeg) if net}
         # values of the latest G step (G/...) and penalty step (D/gp), repeated at log steps until the next one
         self.sparse_logs: dict[str, torch.Tensor] = {}
         if t.compile:
@@ -181,10 +183,10 @@ class ALNStepper:
         return logs
 
     def _step(self, optimiser: torch.optim.Optimizer, loss: torch.Tensor, network: torch.nn.Module) -> None:
-        """Backward, gradients averaged over processes, optimiser step."""
+        """Backward with the gradients averaged over processes as it goes, optimiser step."""
         optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        self.dist.sync_gradients(network.parameters())
+        with self.averages[id(network)].during_backward():
+            loss.backward()
         optimiser.step()
 
     def _last_g_step_before_log(self, step: int) -> bool:
