@@ -48,6 +48,7 @@ if str(REPO) not in sys.path:
 
 from bench.full_size_tree import TreeSpec, build_tree  # noqa: E402
 from bench.scale_reference import legacy_predict_batches  # noqa: E402
+from bench.validation_share import preset_share  # noqa: E402
 from data.samples.loaders import (  # noqa: E402
     DataConfig,
     build_dataset,
@@ -408,7 +409,14 @@ def projection(report: dict, a, on_gpu: bool) -> None:
         total = PRESET_VALIDATIONS * AFFWILD2_VAL_FRAMES * per_frame / 1e3
         report["projection"][f"validation_{label}_h"] = total / 3600
         print(f"  validation {label:6s}: {per_frame:.3f} ms/frame -> {total / 3600:5.1f} h for {PRESET_VALIDATIONS} "
-              f"validations of {AFFWILD2_VAL_FRAMES:,} frames = {100 * total / train_s:.0f} % of the training time")
+              f"validations of {AFFWILD2_VAL_FRAMES:,} frames = {100 * total / train_s:.0f} % of the training time "
+              f"(the former schedule: 6 passes on every frame)")
+    # the preset's schedule as it is now (eval_every, views_every, restoration-only denoise validations)
+    share = preset_share(str(REPO / "configs" / "affwild2.yaml"), AFFWILD2_VAL_FRAMES)
+    report["projection"]["preset_validation_share"] = share["share_now"]
+    print(f"  validation of configs/affwild2.yaml as it is now ({share['validations']} validations, views on every "
+          f"{share['views_every']}-th frame; bench.validation_share's FLOP count): {100 * share['share_now']:.1f} % "
+          f"of the training FLOPs ({100 * share['share_before']:.1f} % for the former schedule by that count)")
 
 
 if __name__ == "__main__":
