@@ -10,14 +10,12 @@ function of (seed, step), so it needs no state of its own.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
 
+from fileio.atomic import atomic_open
 from gan.models import ALN, ModelConfig
 
 FORMAT_VERSION = 1
@@ -28,31 +26,16 @@ class CheckpointError(Exception):
     """A checkpoint that cannot be used: missing, unreadable, or from an incompatible run."""
 
 
-def write_atomically(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
-    """Call ``write(fh)`` on a temporary file beside ``path`` (``.<name>.*.tmp``), fsync, rename it over ``path``.
-
-    A process killed mid-write leaves the previous file intact (and the temporary file, which the run folder
-    removes at the next start), never a truncated one.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` to ``path`` atomically (:func:`write_atomically`)."""
+    """Write ``payload`` to ``path`` atomically (:mod:`fileio.atomic`): a kill mid-write leaves the previous
+    file intact (and a ``.<name>.*.tmp``, which the run folder removes at the next start)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format_version": FORMAT_VERSION, **payload}
-    write_atomically(path, lambda fh: torch.save(payload, fh))
+    with atomic_open(path, "wb") as fh:
+        torch.save(payload, fh)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

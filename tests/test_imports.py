@@ -1,7 +1,8 @@
 """Imports go one way (DESIGN §2), so the folder tree reads as the architecture.
 
-Packages, bottom up: ``scoring`` (metrics, protocols, post-processing, plots) uses nothing of the project;
-``data`` uses only itself; ``gan`` may use ``scoring``; ``runconfig`` composes the configs of ``data`` and
+Packages, bottom up: ``fileio`` (the one atomic write) uses nothing of the project and every package may use
+it; ``scoring`` (metrics, protocols, post-processing, plots) uses nothing else of the project; ``data`` uses only
+itself; ``gan`` may use ``scoring``; ``runconfig`` composes the configs of ``data`` and
 ``gan``; ``training`` (the pieces of ``train.py``) may use all of these; no package imports an entry point.
 Inside ``data`` the subpackages are layered too: ``datasets`` < ``preprocess`` < ``samples``, and
 ``formats`` sits on ``datasets`` only. Function-level imports count; relative imports are refused because they
@@ -15,22 +16,23 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ENTRY_POINTS = {"train", "evaluate", "predict"}
-PACKAGES = ("data", "gan", "scoring", "training", "baselines")
+PACKAGES = ("fileio", "data", "gan", "scoring", "training", "baselines")
 
 #: what each package (or module prefix) may import from the project, by top-level module or dotted prefix
 ALLOWED = {
-    "scoring": {"scoring"},
-    "data": {"data"},
-    "gan": {"gan", "scoring"},
-    "training": {"training", "data", "gan", "scoring", "baselines", "runconfig"},
-    "baselines": {"baselines", "scoring"},   # the other systems of papers/: models and losses on tensors
+    "fileio": {"fileio"},
+    "scoring": {"scoring", "fileio"},
+    "data": {"data", "fileio"},
+    "gan": {"gan", "scoring", "fileio"},
+    "training": {"training", "data", "gan", "scoring", "baselines", "runconfig", "fileio"},
+    "baselines": {"baselines", "scoring", "fileio"},   # the other systems of papers/: models and losses on tensors
 }
 #: layers inside data: a module of the key may import data modules under these prefixes only
 DATA_LAYERS = {
-    "data.datasets": {"data.errors", "data.datasets"},
-    "data.formats": {"data.errors", "data.datasets", "data.formats"},
-    "data.preprocess": {"data.errors", "data.datasets", "data.preprocess"},
-    "data.samples": {"data.errors", "data.datasets", "data.preprocess", "data.samples"},
+    "data.datasets": {"fileio", "data.errors", "data.datasets"},
+    "data.formats": {"fileio", "data.errors", "data.datasets", "data.formats"},
+    "data.preprocess": {"fileio", "data.errors", "data.datasets", "data.preprocess"},
+    "data.samples": {"fileio", "data.errors", "data.datasets", "data.preprocess", "data.samples"},
 }
 PROJECT = {*PACKAGES, *ENTRY_POINTS, "runconfig"}
 
@@ -105,6 +107,14 @@ def test_runconfig_uses_only_data_gan_and_baselines():
 
 def test_evaluate_does_not_import_train():
     assert "train" not in {m.split(".")[0] for m in _imported_modules(ROOT / "evaluate.py")}
+
+
+def test_only_the_atomic_write_renames_files():
+    """One atomic write (fileio/atomic.py): no other module renames a file into place."""
+    sources = [p for package in PACKAGES for p in _package_files(package)]
+    sources += [ROOT / f"{name}.py" for name in (*ENTRY_POINTS, "runconfig")]
+    callers = sorted(str(p.relative_to(ROOT)) for p in sources if "os.replace(" in p.read_text())
+    assert callers == ["fileio/atomic.py"]
 
 
 def test_the_check_sees_a_wrong_way_import(tmp_path):

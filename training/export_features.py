@@ -23,7 +23,8 @@ import torch
 
 from data.preprocess.audio import AudioStandardiser
 from data.samples.loaders import DataConfig, SplitData, build_dataset, eval_loader, load_split
-from gan.checkpoint import load_checkpoint, model_from_checkpoint, write_atomically
+from fileio.atomic import atomic_open
+from gan.checkpoint import load_checkpoint, model_from_checkpoint
 from gan.features import LAYOUT, frame_feature_parts
 from runconfig import ConfigError, build_config, resolve_device, run_cli
 from training.run_folder import replace_file
@@ -72,7 +73,8 @@ def export(checkpoint: str, out: Path, overrides: list[str], device_name: str = 
             table = np.zeros((record.n_frames, width), np.float32)
             for frame, row in found:
                 table[frame - 1] = row
-            write_atomically(out / f"{record.name}.npy", lambda fh, t=table: np.save(fh, t))
+            with atomic_open(out / f"{record.name}.npy", "wb") as fh:
+                np.save(fh, table)
     info = {"checkpoint": str(checkpoint), "step": int(ckpt["step"]), "width": width, "layout": LAYOUT,
             "fingerprint": checkpoint_fingerprint(checkpoint), "parts": widths}
     # written last and atomically: a features.json names a complete export (a killed export is redone)

@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from gan.checkpoint import save_checkpoint, write_atomically
+from fileio.atomic import atomic_open
+from gan.checkpoint import save_checkpoint
 from gan.stages import Stage
 from runconfig import ConfigError, RunConfig, RunFolderError, dump_yaml, to_dict
 
@@ -154,9 +155,10 @@ def _kept_on_resume(entry: dict, resume_step: int) -> bool:
 
 
 def replace_file(path: Path, content: str | bytes) -> None:
-    """Replace ``path`` by ``content`` atomically (see :func:`gan.checkpoint.write_atomically`)."""
+    """Replace ``path`` by ``content`` atomically (:mod:`fileio.atomic`)."""
     data = content.encode() if isinstance(content, str) else content
-    write_atomically(path, lambda fh: fh.write(data))
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
 
 
 def _reason(exc: OSError) -> str:

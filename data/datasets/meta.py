@@ -9,12 +9,11 @@ preprocessing run skips it and redoes only half-written videos.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from data.errors import DataError
+from fileio.atomic import write_json
 
 META_DIR = "meta"
 
@@ -45,18 +44,10 @@ def meta_path(root: Path, video: str) -> Path:
 
 
 def write_meta(root: Path, meta: VideoMeta) -> Path:
-    """Write ``meta`` atomically (temp file + ``os.replace``)."""
+    """Write ``meta`` atomically (:mod:`fileio.atomic`)."""
     path = meta_path(root, meta.video)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(asdict(meta), fh, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_json(path, asdict(meta))
 
 
 def read_meta(root: Path, video: str) -> VideoMeta | None:

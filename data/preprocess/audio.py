@@ -21,7 +21,6 @@ import io
 import logging
 import math
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ import soundfile as sf
 import torch
 
 from data.errors import DataError
+from fileio.atomic import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -143,16 +143,10 @@ def _cache_key(data: bytes) -> str:
 
 
 def _save_atomic(path: Path, track: np.ndarray) -> None:
-    """Write via a temp file + os.replace so concurrent workers never read a half-written file."""
+    """Write atomically (:mod:`fileio.atomic`) so concurrent workers never read a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, track)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as f:
+        np.save(f, track)
 
 
 def _track_from_bytes(data: bytes, wav_path: Path, cfg: AudioConfig, signal: np.ndarray | None = None,

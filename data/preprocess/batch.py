@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
-import os
 import re
 import sys
-import tempfile
 import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -38,6 +36,7 @@ from tqdm import tqdm
 from data.errors import DataError
 from data.preprocess.faces import check_face_alignment_weights, make_landmarker
 from data.preprocess.pipeline import REPORT_NAME, PrepareOptions, VideoResult, prepare_video
+from fileio.atomic import write_json
 
 _worker: dict = {}
 
@@ -219,17 +218,9 @@ def format_report(results: Sequence[VideoResult]) -> str:
 
 
 def _write_json(path: Path, obj: dict) -> Path:
-    """Write ``obj`` as JSON via a temp file + ``os.replace``: a killed run never leaves half a report."""
+    """Write ``obj`` as JSON atomically (:mod:`fileio.atomic`): a killed run never leaves half a report."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_json(path, obj)
 
 
 def _counts(rows: Sequence[dict]) -> dict[str, int]:

@@ -7,7 +7,6 @@ rather than raised, ``--every N`` landmark interpolation) are described with the
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections.abc import Iterable
@@ -24,6 +23,7 @@ from data.preprocess.audio import AudioConfig, lld_track
 from data.preprocess.faces import Landmarker, align_face
 from data.preprocess.subjects import SIDES, SideTracker
 from data.preprocess.video import VIDEO_SUFFIXES, VideoFrame, extract_audio, iter_frames, probe
+from fileio.atomic import move_into_place
 
 CROPS_DIR = "cropped_aligned"
 AUDIO_DIR = "audio"
@@ -292,7 +292,7 @@ def prepare_video(source: Path, landmarker: Landmarker, opts: PrepareOptions, po
                                    "metadata (an interrupted run, or crops from elsewhere)")
         for done, final in zip(partial, crops, strict=True):
             _clear(final)
-            os.replace(done, final)
+            move_into_place(done, final)
         for folder in stale:
             _clear(folder)
         write_meta(root, VideoMeta(video=video, fps=result.fps, frames=result.frames, faces=result.faces,

@@ -18,8 +18,6 @@ Example:
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ import numpy as np
 import soundfile as sf
 
 from data.errors import DataError
+from fileio.atomic import atomic_path
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv")
 AUDIO_RATE = 16000  # Hz; what openSMILE's eGeMAPS expects and what Aff-Wild2 / SEWA tooling uses
@@ -215,20 +214,14 @@ def _start_seconds(stream: av.stream.Stream) -> float:
 
 
 def _write_wav_atomic(wav_path: Path, signal: np.ndarray, sample_rate: int) -> None:
-    """PCM_16 wav via temp file + ``os.replace``, so a killed run never leaves a truncated wav."""
-    tmp = None
+    """PCM_16 wav written atomically (:mod:`fileio.atomic`), so a killed run never leaves a truncated wav."""
     try:
         wav_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{wav_path.stem}.", suffix=".wav", dir=wav_path.parent)
-        os.close(fd)
-        sf.write(tmp, signal, sample_rate, subtype="PCM_16", format="WAV")
-        os.replace(tmp, wav_path)
+        with atomic_path(wav_path, suffix=".wav") as tmp:   # soundfile infers the format from the extension
+            sf.write(tmp, signal, sample_rate, subtype="PCM_16", format="WAV")
     except (OSError, RuntimeError) as exc:  # disk full, no permission (soundfile errors are RuntimeErrors)
         reason = getattr(exc, "strerror", None) or exc
         raise DataError(f"{wav_path}: cannot write audio file ({reason})") from exc
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
 
 
 def decode_audio(path: Path, sample_rate: int = AUDIO_RATE) -> np.ndarray | None:

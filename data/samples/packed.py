@@ -50,6 +50,7 @@ import numpy as np
 from data.datasets.affwild2 import VideoRecord
 from data.errors import DataError
 from data.samples.dataset import _JPEG_END, decode_rgb
+from fileio.atomic import atomic_path
 
 MAGIC = b"ALNPACK1"
 STORE_DIR = "cropped_packed"
@@ -138,7 +139,7 @@ def write_pack(image_dir: Path, frames: np.ndarray | None = None) -> tuple[int, 
     offsets = np.empty(n + 1, np.int64)
     offsets[0] = _HEADER + 16 * n + 8
     truncated = []
-    with open(tmp, "wb") as out:
+    with atomic_path(path, temporary=tmp) as written, open(written, "wb") as out:
         out.write(b"\0" * int(offsets[0]))
         for k, frame in enumerate(frames):
             data = read_crop_bytes(image_dir / f"{frame:05d}.jpg")
@@ -149,10 +150,6 @@ def write_pack(image_dir: Path, frames: np.ndarray | None = None) -> tuple[int, 
         out.seek(0)
         out.write(MAGIC + np.array([n, offsets[-1]], "<u8").tobytes())
         out.write(frames.astype("<i8").tobytes() + offsets.astype("<i8").tobytes())
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
     return n, int(offsets[-1]), truncated
 
 
@@ -165,13 +162,6 @@ def read_crop_bytes(path: Path) -> bytes:
         raise DataError(f"{path}: cannot read image file ({exc.strerror or exc.__class__.__name__})") from exc
 
 
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (a crash right after it must not bring back the old state)."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def pack_bytes(index: PackIndex, pos: int) -> bytes:

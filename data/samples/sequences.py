@@ -27,7 +27,6 @@ import multiprocessing
 import os
 import re
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ import torch
 from data.datasets.affwild2 import VideoRecord
 from data.samples.corruptions import frame_seed
 from data.samples.dataset import read_rgb
+from fileio.atomic import atomic_open
 
 INVALID = -5.0
 # Bump when the cached crops change meaning (decoder, resize, layout): old files are then never served.
@@ -244,17 +244,12 @@ def write_face_cache(record: VideoRecord, size: int, present: np.ndarray, path: 
     file renamed into place: a killed build leaves no partial cache, and RAM holds one crop, not the recording.
     Older caches of the same recording and size (another crop set) are removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     blank = bytes(3 * size * size)
-    try:
-        with open(tmp, "wb") as f:
-            np.lib.format.write_array_header_1_0(f, {"descr": np.dtype(np.uint8).str, "fortran_order": False,
-                                                     "shape": (record.n_frames, 3, size, size)})
-            for k in range(record.n_frames):
-                f.write(_decode_crop(record.image_path(k + 1), size).tobytes() if present[k] else blank)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": np.dtype(np.uint8).str, "fortran_order": False,
+                                                 "shape": (record.n_frames, 3, size, size)})
+        for k in range(record.n_frames):
+            f.write(_decode_crop(record.image_path(k + 1), size).tobytes() if present[k] else blank)
     for old in path.parent.glob(path.name.rsplit("-", 1)[0] + "-*.npy"):
         if old != path:
             old.unlink(missing_ok=True)

@@ -36,6 +36,7 @@ from data.datasets.demo.spec import DEMO_VERSION, DemoSpec, default_demo_root, v
 from data.datasets.demo.traces import va_traces
 from data.datasets.demo.voice import synth_audio
 from data.errors import DataError
+from fileio.atomic import move_into_place
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +265,7 @@ def ensure_demo_dataset(root: pathlib.Path | str | None = None, spec: DemoSpec =
                                   encoding="utf-8")
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; the dataset is ordinary shared data
         try:
-            os.replace(tmp, root)
+            move_into_place(tmp, root)
         except OSError:
             if not _is_complete(root, spec):  # not a concurrent twin that finished first
                 raise

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from data.datasets.sewa.config import SPLITS, SewaConfig, is_int
 from data.datasets.sewa.index import labelled_recordings
 from data.datasets.sewa.labels import unquote
 from data.errors import DataError
+from fileio.atomic import write_json
 
 log = logging.getLogger(__name__)
 
@@ -86,23 +85,14 @@ def make_fold_manifest(recordings: Iterable[str], subjects: Mapping[str, str] | 
 
 
 def write_fold_manifest(path: Path | str, manifest: dict) -> Path:
-    """Write ``manifest`` as JSON atomically (temp file + ``os.replace``): a killed run leaves no half file."""
+    """Write ``manifest`` as JSON atomically (:mod:`fileio.atomic`): a killed run leaves no half file."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        return write_json(path, manifest)
     except OSError as exc:
         raise DataError(f"{path}: cannot write the fold manifest ({exc.strerror or exc.__class__.__name__}); "
                         f"set sewa.fold_manifest to a writable path") from exc
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(manifest, fh, indent=1)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def read_fold_manifest(path: Path | str) -> dict:
