@@ -26,7 +26,7 @@ chain (median filter, centring, scaling, time shift) on the validation split and
 **Robustness mode** (``--robustness``) scores every checkpoint on the split's frames under each corruption of
 ``data/samples/corruptions.py`` (7 artefacts x 5 severities, plus the clean input), with the same official protocol
 as a normal evaluation, and writes ``robustness.json``, ``robustness.csv``, ``robustness.md`` and ``plots/`` to
-``--out`` (``scoring/robustness.py``). Checkpoints may be of different variants and systems (sequence models that
+``--out`` (``scoring/robustness_summary.py``). Checkpoints may be of different variants and systems (sequence models that
 read faces too) but must evaluate the same dataset and split.
 
 **Protocol mode** scores existing prediction files exactly as the challenges do (``scoring/protocols.py``):
@@ -58,13 +58,7 @@ from data.samples.loaders import (
     restoration_sets,
     scoring_dataset,
 )
-from gan.checkpoint import CheckpointError, inference_model, load_checkpoint, system_name
-from gan.evaluation import Predictions, predict_batches, restoration_scores, tune_for_fixed_shapes
-from runconfig import ConfigError, build_config, resolve_device, run_cli
-from scoring.metrics import score_dimension
-from scoring.plots import markdown_table, plot_scatter, plot_traces
-from scoring.postprocess import PostProcessConfig, fit_chain
-from training.official import (
+from evaluation.official import (
     by_video,
     headline_of,
     official_scores,
@@ -73,7 +67,13 @@ from training.official import (
     score_tracks,
     tracks_for,
 )
-from training.robustness import robustness_report
+from evaluation.robustness import robustness_report
+from gan.checkpoint import CheckpointError, inference_model, load_checkpoint, system_name
+from gan.inference import Predictions, predict_batches, restoration_scores, tune_for_fixed_shapes
+from runconfig import ConfigError, build_config, resolve_device, run_cli
+from scoring.metrics import score_dimension
+from scoring.plots import markdown_table, plot_scatter, plot_traces
+from scoring.postprocess import PostProcessConfig, fit_chain
 from training.sequence_inputs import SequencePredictor
 
 log = logging.getLogger("evaluate")
@@ -338,7 +338,7 @@ def fold_rows(results: list[Evaluated]) -> tuple[list[dict], list[str]]:
 
 
 def evaluate_robustness(args: argparse.Namespace) -> dict:
-    """``--robustness``: ``training.robustness.robustness_report`` with this command line's settings."""
+    """``--robustness``: ``evaluation.robustness.robustness_report`` with this command line's settings."""
     overrides = _data_overrides(args)
     return robustness_report(args.checkpoint, overrides, args.split, args.protocol, args.artefacts,
                              Path(args.out) if args.out else None, resolve_device(args.device))

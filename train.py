@@ -37,7 +37,7 @@ from data.preprocess.audio import AudioStandardiser
 from data.samples.dataset import faces_to_float
 from data.samples.loaders import build_dataset, load_split, train_loader
 from gan.checkpoint import load_checkpoint, restore_rng_state, rng_state
-from gan.evaluation import tune_for_fixed_shapes
+from gan.inference import tune_for_fixed_shapes
 from gan.losses import class_balance_weights
 from gan.stages import plan_stages
 from runconfig import (

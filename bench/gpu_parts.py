@@ -24,7 +24,7 @@ import warnings
 
 import torch
 
-from gan.evaluation import autocast, tune_for_fixed_shapes
+from gan.inference import autocast, tune_for_fixed_shapes
 from gan.stages import plan_stages
 from runconfig import load_config
 from training.stepper import ALNStepper
@@ -94,7 +94,7 @@ def precision(device: torch.device, args) -> tuple[bool, str]:
                  for k, v in fixed_batch(stepper, device).items()}
         alpha = stepper.gp_alpha(0)
         with autocast(device, amp):
-            restored = obj.restore(batch)
+            restored = obj.generate(batch)
             d_loss, d_logs = obj.discriminator_loss(batch, restored, alpha, gp_scale=1)
             terms, _ = obj.generator_terms(batch, restored)
         # the penalty's gradient on the CD: what its double backward through (bf16) convolutions gives

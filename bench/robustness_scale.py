@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def path(model=model):
             with torch.no_grad():
-                restored, z = model.restore(x)
+                restored, z = model.clean(x)
                 model.critic(restored, z, audio)
         flops = count_flops(path) / batch
         line = f"{networks} networks: {flops / 1e9:.1f} GFLOP per frame and condition"

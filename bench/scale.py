@@ -58,7 +58,7 @@ from data.samples.loaders import (  # noqa: E402
     scoring_dataset,
     train_loader,
 )
-from gan.evaluation import DegradedReference, autocast, predict_batches  # noqa: E402
+from gan.inference import DegradedReference, autocast, predict_batches  # noqa: E402
 from gan.models import ALN, ModelConfig  # noqa: E402
 
 NETWORKS = {"demo": dict(g_conv_dim=16, g_res_blocks=2, d_conv_dim=16),
@@ -195,10 +195,10 @@ def _forward_only(model: ALN, batches: list[dict]) -> None:
     device = next(model.parameters()).device
     for b in batches:
         with autocast(device, True):
-            restored, z = model.restore(b["face"])
+            restored, z = model.clean(b["face"])
             model.critic(restored, z, b["audio"])
             model.critic(b["face"], z, b["audio"])
-            restored_deg, z_deg = model.restore(b["face_degraded"])
+            restored_deg, z_deg = model.clean(b["face_degraded"])
             model.critic(restored_deg, z_deg, b["audio"])
             model.critic(b["face_degraded"], z_deg, b["audio"])
     _sync(device)

@@ -3,7 +3,7 @@
 Until then every batch's predictions were copied to the host, and PSNR and SSIM of the restored *and* of the
 (fixed) degraded faces were computed in NumPy float64 on the host at every validation (SSIM: a separable
 Gaussian over sliding windows, about 10 ms per 128 px frame on one core). Same forward passes as
-``gan.evaluation.predict_batches``, so the difference in time is the host-side overhead alone.
+``gan.inference.predict_batches``, so the difference in time is the host-side overhead alone.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from gan.evaluation import autocast
+from gan.inference import autocast
 
 
 def _gaussian_filter(x: np.ndarray, sigma: float = 1.5, radius: int = 5) -> np.ndarray:
@@ -47,10 +47,10 @@ def legacy_predict_batches(model, batches, device: torch.device) -> dict:
         batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         face, degraded, audio = batch["face"], batch["face_degraded"], batch["audio"]
         with autocast(device, True):
-            restored, z = model.restore(face)
+            restored, z = model.clean(face)
             preds.append(model.critic(restored, z, audio)[1].float().cpu())
             model.critic(face, z, audio)[1].float().cpu()
-            restored_deg, z_deg = model.restore(degraded)
+            restored_deg, z_deg = model.clean(degraded)
             model.critic(restored_deg, z_deg, audio)[1].float().cpu()
             model.critic(degraded, z_deg, audio)[1].float().cpu()
         clean = face.float().cpu().numpy()

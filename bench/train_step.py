@@ -30,7 +30,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from gan.evaluation import autocast
+from gan.inference import autocast
 from gan.losses import class_balance_weights
 from gan.models import ALN, set_requires_grad
 from gan.stages import Stage

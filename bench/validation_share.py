@@ -65,8 +65,8 @@ def preset_share(config: str, val_frames: int) -> dict:
     b = cfg.train.batch_size
     with torch.no_grad():
         face, audio = batch["face"], batch["audio"]
-        aeg = count_flops(lambda: model.restore(face)) / b
-        restored, z = model.restore(face)
+        aeg = count_flops(lambda: model.clean(face)) / b
+        restored, z = model.clean(face)
         cd = count_flops(lambda: model.critic(restored, z, audio)) / b
     headline, views = aeg + cd, aeg + 3 * cd
     per_frame = headline + views / cfg.train.views_every

@@ -41,18 +41,18 @@ from data.samples.loaders import (  # noqa: E402
     restoration_sets,
     train_loader,
 )
-from gan.evaluation import restoration_scores  # noqa: E402
+from gan.inference import restoration_scores  # noqa: E402
 from gan.models import AEG  # noqa: E402
 
 
 class Probe(torch.nn.Module):
-    """The AEG with the ``restore`` interface of ALN, optionally with a global residual."""
+    """The AEG with the ``clean`` interface of ALN, optionally with a global residual."""
 
     def __init__(self, aeg: AEG, residual: bool):
         super().__init__()
         self.aeg, self.residual = aeg, residual
 
-    def restore(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def clean(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out, z = self.aeg(x)
         return ((x + out).clamp(-1, 1) if self.residual else out), z
 
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         inp, target = (batch["face"] if a.identity else batch["face_degraded"]), batch["face"]
         if a.augment:
             inp, target = augment(inp, target, gen)
-        loss = (model.restore(inp)[0] - target).abs().mean()
+        loss = (model.clean(inp)[0] - target).abs().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -7,7 +7,7 @@ degraded with fixed seeds) three ways:
 
 * *before*: the former pass (``bench/scale_reference.py``: predictions copied per batch, PSNR/SSIM in NumPy
   float64 on the host, degraded faces rescored every time);
-* *now, every frame*: ``gan.evaluation.predict_batches`` with ``restoration_every=1`` (torch, on the device);
+* *now, every frame*: ``gan.inference.predict_batches`` with ``restoration_every=1`` (torch, on the device);
 * *now, every k-th frame*: ``restoration_every=k`` — what validation logs with ``train.restoration_every=k``.
 
 Prints the largest differences of V/A CCC and of the four restoration means between *before* and *now*, and, per
@@ -32,7 +32,7 @@ from bench.scale_reference import legacy_predict_batches, numpy_psnr, numpy_ssim
 from data.preprocess.audio import AudioStandardiser  # noqa: E402
 from data.samples.loaders import eval_loader, load_split, restoration_sets, scoring_dataset  # noqa: E402
 from gan.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
-from gan.evaluation import DegradedReference, degraded_references, predict_batches, restoration_scores  # noqa: E402
+from gan.inference import DegradedReference, degraded_references, predict_batches, restoration_scores  # noqa: E402
 from runconfig import build_config  # noqa: E402
 from scoring.metrics import score_va  # noqa: E402
 
@@ -95,7 +95,7 @@ def main() -> None:
 def _legacy_restoration(model, sets) -> None:
     """The former per-artefact restoration scores: NumPy PSNR/SSIM of restored and degraded faces every time."""
     for clean, degraded in sets.values():
-        restored = model.restore(degraded)[0].float().clamp(-1, 1).numpy()
+        restored = model.clean(degraded)[0].float().clamp(-1, 1).numpy()
         c, d = clean.numpy(), degraded.numpy()
         numpy_psnr(d, c), numpy_psnr(restored, c), numpy_ssim(d, c), numpy_ssim(restored, c)
 

@@ -22,7 +22,7 @@ def frame_feature_parts(model: ALN, face: torch.Tensor, audio: torch.Tensor | No
     """Features of faces in [-1, 1] by part, in column order: ``z`` (mean latent, if the variant has one),
     ``audio`` (if any), ``cd`` (mean of the CD's last map) and ``va`` (ALN's valence and arousal), each (B, width).
     The exporter concatenates them into one row per frame and records each part's width."""
-    restored, z = model.restore(face)
+    restored, z = model.clean(face)
     captured: dict[str, torch.Tensor] = {}
     handle = model.cd.blocks[-1].register_forward_hook(lambda _m, _i, out: captured.__setitem__("h", out))
     try:

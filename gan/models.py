@@ -218,7 +218,7 @@ class ALN(nn.Module):
     def conditions_on_latent(self) -> bool:
         return self.cd.latent_channels > 0
 
-    def restore(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def clean(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(cleaned image, z); the identity and None without an AEG."""
         if self.aeg is None:
             return image, None
@@ -245,7 +245,7 @@ class ALN(nn.Module):
     @torch.no_grad()
     def predict(self, face: torch.Tensor, audio: torch.Tensor | None = None) -> torch.Tensor:
         """Test-time valence/arousal (B, 2) of faces in [-1, 1]."""
-        restored, z = self.restore(face)
+        restored, z = self.clean(face)
         return self.critic(restored, z, audio)[1]
 
 

@@ -91,7 +91,7 @@ class ALNObjective:
     def adversarial(self) -> bool:
         return self.model.aeg is not None
 
-    def restore(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def generate(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(restored face, its z) of the batch's degraded face: G's forward pass, shared by D and G steps."""
         return self.model.aeg(batch["face_degraded"])
 
@@ -100,7 +100,7 @@ class ALNObjective:
                            ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Eq. 9: -L_adv + lambda_afc * L_afc(real) (+ gp_scale * lambda_gp * GP for WGAN-GP).
 
-        ``restored``: the output of :meth:`restore` when the loop already has it (a G step follows in the same
+        ``restored``: the output of :meth:`generate` when the loop already has it (a G step follows in the same
         iteration, and G's weights do not change during the D step), used detached; else it is computed
         without gradient. ``gp_alpha``: the (B,) interpolation weights of the penalty (drawn here when None).
         ``gp_scale``: 0 skips the penalty (lazy regularisation), k weights it by k on every k-th D step.
@@ -112,7 +112,7 @@ class ALNObjective:
             return cfg.lambda_afc * afc, _logs("D", afc=afc, **_affect_logs(stats))
 
         with torch.no_grad():
-            fake, z_fake = self.restore(batch) if restored is None else (t.detach() for t in restored)
+            fake, z_fake = self.generate(batch) if restored is None else (t.detach() for t in restored)
             z_real = m.aeg.encode(real) if m.conditions_on_latent else None
         real_logits, va_real = m.critic(real, z_real, audio)
         fake_logits, _ = m.critic(fake, z_fake, audio)
@@ -136,7 +136,7 @@ class ALNObjective:
                         ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Eq. 10 plus the direct denoising L1, as separately weighted terms whose sum is G's loss.
 
-        ``restored``: :meth:`restore`'s output with its graph, when the loop computed it before the D step.
+        ``restored``: :meth:`generate`'s output with its graph, when the loop computed it before the D step.
         Returns (terms, logs): ``terms`` maps adv | afc | rec | denoise to its weighted scalar (a term with
         weight 0 is left out), ``logs`` holds the unweighted values tagged ``G/...``.
         """
@@ -144,7 +144,7 @@ class ALNObjective:
             raise RuntimeError("the disc variant has no generator to train")
         m, cfg = self.model, self.cfg
         clean, audio, va = batch["face"], batch.get("audio"), batch["va"]
-        fake, z_fake = self.restore(batch) if restored is None else restored
+        fake, z_fake = self.generate(batch) if restored is None else restored
         fake_logits, va_fake = m.critic(fake, z_fake, audio)
         adv = generator_adversarial_loss(fake_logits, cfg.adversarial)
         afc, stats = self.affect(va_fake, va)
@@ -168,7 +168,7 @@ class ALNObjective:
         """Pre-training stage ``denoise``: L1(AEG(degraded), clean), the AEG alone, no discriminator."""
         if not self.adversarial:
             raise RuntimeError("the disc variant has no generator to pre-train")
-        restored, _ = self.restore(batch)
+        restored, _ = self.generate(batch)
         den = l1(batch["face"], restored)
         return den, _logs("G", denoise=den)
 

@@ -33,12 +33,12 @@ def test_features_are_pooled_z_audio_and_the_critics_last_map():
     parts = frame_feature_parts(model, face, audio)
     assert list(parts) == ["z", "audio", "cd", "va"]
     feats = torch.cat(list(parts.values()), dim=1)
-    _, z = model.restore(face)
+    _, z = model.clean(face)
     width = model.cd.blocks[-1][0].out_channels
     assert feats.shape == (3, 16 + 10 + width + 2)
     torch.testing.assert_close(feats[:, :16], z.mean(dim=(2, 3)))
     torch.testing.assert_close(feats[:, 16:26], audio)
-    torch.testing.assert_close(feats[:, -2:], model.critic(model.restore(face)[0], z, audio)[1])   # ALN's V/A
+    torch.testing.assert_close(feats[:, -2:], model.critic(model.clean(face)[0], z, audio)[1])   # ALN's V/A
     disc = ALN(ModelConfig(variant="disc", image_size=32, d_conv_dim=4), 0).eval()
     disc_parts = frame_feature_parts(disc, face, None)   # no latent, no audio: the CD map and V/A only
     assert {k: v.shape[1] for k, v in disc_parts.items()} == {"cd": disc.cd.blocks[-1][0].out_channels, "va": 2}

@@ -16,7 +16,7 @@ import torch
 import torch.distributed as torch_dist
 
 from gan import checkpoint
-from gan.evaluation import tune_for_fixed_shapes
+from gan.inference import tune_for_fixed_shapes
 from gan.losses import critic_loss, generator_adversarial_loss, gradient_penalty
 from gan.models import CD
 from gan.stages import plan_stages

@@ -8,7 +8,7 @@ import torch
 from skimage import data as skdata
 from skimage.metrics import structural_similarity
 
-from gan.evaluation import DegradedReference, degraded_references, predict_batches, restoration_scores
+from gan.inference import DegradedReference, degraded_references, predict_batches, restoration_scores
 from gan.models import ALN, ModelConfig
 from scoring.image_quality import psnr_per_image, ssim_per_image
 from scoring.metrics import score_va
@@ -112,7 +112,7 @@ def test_predict_batches_restoration_equals_the_per_image_mean_and_reuses_a_refe
     clean = torch.cat([b["face"] for b in batches])
     degraded = torch.cat([b["face_degraded"] for b in batches])
     with torch.no_grad():
-        restored = model.restore(degraded)[0].clamp(-1, 1)
+        restored = model.clean(degraded)[0].clamp(-1, 1)
     assert first.psnr_degraded == pytest.approx(float(psnr_per_image(degraded, clean).mean()), abs=1e-6)
     assert first.ssim_degraded == pytest.approx(float(ssim_per_image(degraded, clean).mean()), abs=1e-6)
     assert first.psnr_restored == pytest.approx(float(psnr_per_image(restored, clean).mean()), abs=1e-6)
@@ -145,7 +145,7 @@ def test_restoration_on_every_kth_frame_is_a_fixed_subset_across_batch_boundarie
     clean = torch.cat([b["face"] for b in batches])
     degraded = torch.cat([b["face_degraded"] for b in batches])
     with torch.no_grad():
-        restored = model.restore(degraded)[0].clamp(-1, 1)
+        restored = model.clean(degraded)[0].clamp(-1, 1)
     every = 4   # frames 0, 4, 8, 12: positions 0 and 4 of the first batch, 3 of the second, 2 of the third
     subset = predict_batches(model, batches, torch.device("cpu"), amp=False, restoration_every=every)
     picks = slice(0, None, every)
@@ -171,7 +171,7 @@ def test_views_on_every_kth_frame_are_a_fixed_subset_and_the_headline_covers_eve
     clean = torch.cat([b["face"] for b in batches])[::every]
     degraded = torch.cat([b["face_degraded"] for b in batches])[::every]
     with torch.no_grad():
-        restored = model.restore(degraded)[0].clamp(-1, 1)
+        restored = model.clean(degraded)[0].clamp(-1, 1)
     assert subset.psnr_restored == pytest.approx(float(psnr_per_image(restored, clean).mean()), abs=1e-5)
     scores = subset.view_scores()
     assert scores["degraded"] == score_va(subset.pred_degraded, full.gold[::every])

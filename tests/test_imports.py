@@ -3,7 +3,9 @@
 Packages, bottom up: ``fileio`` (the one atomic write) uses nothing of the project and every package may use
 it; ``scoring`` (metrics, protocols, post-processing, plots) uses nothing else of the project; ``data`` uses only
 itself; ``gan`` may use ``scoring``; ``runconfig`` composes the configs of ``data`` and
-``gan``; ``training`` (the pieces of ``train.py``) may use all of these; no package imports an entry point.
+``gan``; ``training`` (the pieces of ``train.py``) may use all of these; ``evaluation`` (checkpoints scored, the official
+protocols and the robustness protocol: the pieces of ``evaluate.py``) may use ``training`` too (the sequence models'
+predictor), never the other way; no package imports an entry point.
 Inside ``data`` the subpackages are layered too: ``datasets`` < ``preprocess`` < ``samples``, and
 ``formats`` sits on ``datasets`` only. Function-level imports count; relative imports are refused because they
 would hide a cross-package import from this check.
@@ -16,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ENTRY_POINTS = {"train", "evaluate", "predict"}
-PACKAGES = ("fileio", "data", "gan", "scoring", "training", "baselines")
+PACKAGES = ("fileio", "data", "gan", "scoring", "training", "evaluation", "baselines")
 
 #: what each package (or module prefix) may import from the project, by top-level module or dotted prefix
 ALLOWED = {
@@ -25,6 +27,7 @@ ALLOWED = {
     "data": {"data", "fileio"},
     "gan": {"gan", "scoring", "fileio"},
     "training": {"training", "data", "gan", "scoring", "baselines", "runconfig", "fileio"},
+    "evaluation": {"evaluation", "training", "data", "gan", "scoring", "baselines", "runconfig", "fileio"},
     "baselines": {"baselines", "scoring", "fileio"},   # the other systems of papers/: models and losses on tensors
 }
 #: layers inside data: a module of the key may import data modules under these prefixes only
@@ -131,3 +134,13 @@ def test_no_module_over_500_lines():
     assert len(sources) > 50
     long = {str(p.relative_to(ROOT)): n for p in sources if (n := len(p.read_text().splitlines())) > 500}
     assert long == {}
+
+
+def test_no_module_name_is_used_twice():
+    """A file name says which module it is: outside tests, no two modules share one (``__init__.py`` aside)."""
+    sources = [p for p in ROOT.rglob("*.py")
+               if not {".venv", "build", ".git", "tests"} & set(p.relative_to(ROOT).parts) and p.name != "__init__.py"]
+    by_name: dict[str, list[str]] = {}
+    for path in sources:
+        by_name.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    assert {name: paths for name, paths in by_name.items() if len(paths) > 1} == {}

@@ -25,7 +25,7 @@ def test_shapes_and_ranges(size, patch):
     torch.manual_seed(0)
     model = ALN(ModelConfig(variant="aeg_cd_sz", image_size=size, g_conv_dim=4, g_res_blocks=1, d_conv_dim=4), 10)
     x = torch.rand(2, 3, size, size) * 2 - 1
-    restored, z = model.restore(x)
+    restored, z = model.clean(x)
     assert restored.shape == x.shape and restored.abs().max() <= 1.0
     assert z.shape == (2, 16, size // 4, size // 4)
     adv, va = model.critic(restored, z, torch.randn(2, 10))
@@ -194,7 +194,7 @@ def test_one_generator_pass_serves_the_critic_and_the_generator_step():
     model = ALN(ModelConfig(variant="aeg_cd_sz", **SMALL), 10)
     obj = ALNObjective(model, LossConfig(), None)
     batch, alpha = _batch(), torch.rand(6)
-    restored = obj.restore(batch)
+    restored = obj.generate(batch)
     shared_d, _ = obj.discriminator_loss(batch, restored, gp_alpha=alpha)
     own_d, _ = obj.discriminator_loss(batch, gp_alpha=alpha)
     torch.testing.assert_close(shared_d, own_d)

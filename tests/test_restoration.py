@@ -9,7 +9,7 @@ import torch
 from data.datasets.demo import DemoSpec
 from data.samples.degrade import DegradeConfig
 from data.samples.loaders import DataConfig, load_split, restoration_sets
-from gan.evaluation import flat_restoration_tags, restoration_scores
+from gan.inference import flat_restoration_tags, restoration_scores
 from scoring.metrics import psnr, ssim
 
 
@@ -50,7 +50,7 @@ class _Restorer(torch.nn.Module):
         super().__init__()
         self.flat = flat
 
-    def restore(self, x):
+    def clean(self, x):
         return (torch.zeros_like(x) if self.flat else x), None
 
 

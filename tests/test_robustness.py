@@ -12,7 +12,7 @@ import pytest
 
 import evaluate
 import train
-from scoring.robustness import ROW_KEYS
+from scoring.robustness_summary import ROW_KEYS
 from tests.train_helpers import TINY
 
 PRESETS = Path(__file__).resolve().parents[1] / "configs" / "baselines"

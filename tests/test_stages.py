@@ -67,8 +67,8 @@ def test_stage_transfer_aeg_cd_to_aeg_cd_sz_preserves_the_outputs():
     assert sorted(fresh) == ["cd.audio_map.bias", "cd.audio_map.weight", "cd.fuse.bias", "cd.fuse.weight"]
     face = torch.rand(6, 3, 32, 32) * 2 - 1
     audio = torch.randn(6, 50) * 3    # any audio: the new audio channel must not matter yet
-    restored_a, z_a = before.restore(face)
-    restored_b, z_b = after.restore(face)
+    restored_a, z_a = before.clean(face)
+    restored_b, z_b = after.clean(face)
     assert torch.equal(restored_a, restored_b) and torch.equal(z_a, z_b)
     logits_a, va_a = before.critic(restored_a, z_a, audio)
     logits_b, va_b = after.critic(restored_b, z_b, audio)
@@ -86,7 +86,7 @@ def test_stage_transfer_from_denoise_keeps_the_generator():
     _perturbed(before.aeg, 2)
     after.start_from_stage(before.state_dict())
     face = torch.rand(4, 3, 32, 32) * 2 - 1
-    assert torch.equal(before.restore(face)[0], after.restore(face)[0])
+    assert torch.equal(before.clean(face)[0], after.clean(face)[0])
 
 
 def test_staged_run_marks_boundaries_and_keeps_each_stage(demo_root, tmp_path):

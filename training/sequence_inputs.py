@@ -46,8 +46,8 @@ from data.samples.sequences import (
     face_maps,
 )
 from gan.checkpoint import CheckpointError, load_checkpoint
-from gan.evaluation import Predictions
 from gan.features import LAYOUT
+from gan.inference import Predictions
 from runconfig import ConfigError, RunConfig, build_config
 from training.export_features import checkpoint_fingerprint, export
 

@@ -16,7 +16,7 @@ import logging
 import torch
 
 from gan.checkpoint import load_weights
-from gan.evaluation import autocast
+from gan.inference import autocast
 from gan.losses import term_gradient_norms
 from gan.models import ALN, set_requires_grad
 from gan.objective import ALNObjective
@@ -160,7 +160,7 @@ class ALNStepper:
         g_step = m.aeg is not None and (step + 1) % t.n_critic == 0
         with autocast(self.device, t.amp):
             # G's weights do not change during the D step: its forward pass serves both steps
-            restored = obj.restore(batch) if g_step else None
+            restored = obj.generate(batch) if g_step else None
             penalty = step % k == 0
             d_loss, logs = obj.discriminator_loss(batch, restored, self.gp_alpha(step) if penalty else None,
                                                   gp_scale=k if penalty else 0)

@@ -1,6 +1,6 @@
 """Validation during training: V/A scores, the extra views, restoration scores and the image grid.
 
-It runs the same inference code as ``evaluate.py`` (``gan.evaluation``) on the same scoring dataset
+It runs the same inference code as ``evaluate.py`` (``gan.inference``) on the same scoring dataset
 (``data.samples.loaders.scoring_dataset``), so a validation number and an evaluation number of one
 checkpoint agree.
 
@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Subset
 
 from data.samples.loaders import collate, eval_loader, restoration_sets, scoring_dataset
-from gan.evaluation import (
+from gan.inference import (
     VIEW_TAGS,
     DegradedReference,
     Predictions,

@@ -245,7 +245,7 @@ def corruption_sets(split: SplitData, image_size: int, frames: int,
                     selected: list[tuple[str, int]]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Fixed (clean, corrupted) batches of ``frames`` frames spread over the split, one per ``(artefact, severity)``
     of the robustness protocol, keyed ``"<artefact>-<severity>"``; the same frames and seeds as the protocol
-    gives them (:func:`corruption_dataset`), for :func:`gan.evaluation.restoration_scores`."""
+    gives them (:func:`corruption_dataset`), for :func:`gan.inference.restoration_scores`."""
     plain = corruption_dataset(split, image_size, None)
     picks = np.linspace(0, len(plain) - 1, min(frames, len(plain))).astype(int)
     clean = torch.stack([plain[int(i)]["face"] for i in picks])

@@ -178,7 +178,7 @@ def predict_batches(model: ALN, batches: Iterable[dict], device: torch.device, a
             picks = slice(-seen % views_every, None, views_every)   # this batch's frames of the views' subset
             seen += face.shape[0]
             with autocast(device, amp):
-                restored, z = model.restore(face)
+                restored, z = model.clean(face)
                 out["pred"].append(model.critic(restored, z, audio)[1].float())
                 if views_every > 1:
                     face, z, va = face[picks], z[picks] if z is not None else None, va[picks]
@@ -189,7 +189,7 @@ def predict_batches(model: ALN, batches: Iterable[dict], device: torch.device, a
                     out["clean_input"].append(model.critic(face, z, audio)[1].float())
                 if "face_degraded" in batch and face.shape[0]:
                     degraded = batch["face_degraded"][picks] if views_every > 1 else batch["face_degraded"]
-                    restored_deg, z_deg = model.restore(degraded)
+                    restored_deg, z_deg = model.clean(degraded)
                     out["degraded"].append(model.critic(restored_deg, z_deg, audio)[1].float())
                     out["degraded_no_aeg"].append(model.critic(degraded, z_deg, audio)[1].float())
                     restoration.add(face.float(), degraded.float(), restored_deg)
@@ -235,7 +235,7 @@ def predict_corrupted(models: list[ALN], batches: Iterable[dict], device: torch.
             inp = batch["face_degraded"] if corrupted else face
             with autocast(device, amp):
                 for k, model in enumerate(models):
-                    restored, z = model.restore(inp)
+                    restored, z = model.clean(inp)
                     preds[k].append(model.critic(restored, z, audio)[1].float())
                     if model.aeg is not None:
                         sums[k].add(face.float(), inp.float(), restored)
@@ -283,7 +283,7 @@ def restoration_scores(model: ALN, sets: dict[str, tuple[torch.Tensor, torch.Ten
             sums = _RestorationSums(device, with_degraded=reference is None)
             for c, d in _set_batches(clean, degraded, device, batch_size, share):
                 with autocast(device, amp):
-                    restored = model.restore(d)[0]
+                    restored = model.clean(d)[0]
                 sums.add(c, d, restored)
             table[name] = sums.means(reference, reduce)
     finally:
@@ -330,8 +330,8 @@ def restoration_grid(model: ALN, batch: dict, device: torch.device) -> torch.Ten
     try:
         clean = batch["face"].to(device)
         degraded = batch.get("face_degraded", batch["face"]).to(device)
-        restored, _ = model.restore(degraded)
-        cycled, _ = model.restore(restored)
+        restored, _ = model.clean(degraded)
+        cycled, _ = model.clean(restored)
     finally:
         model.train(was_training)
     rows = torch.cat([clean, degraded, restored, cycled]).float().clamp(-1, 1).cpu()

@@ -3,7 +3,7 @@
 ``evaluate.py --robustness`` runs :func:`robustness_report`. The work is arranged so that a condition's corrupted faces
 are made once for all the per-frame (ALN) checkpoints that can share them: checkpoints with the same data
 settings, input size and audio statistics form a group, and each batch of a condition goes through every model
-of the group (``gan.evaluation.predict_corrupted``). Sequence checkpoints that take faces read their recordings
+of the group (``gan.inference.predict_corrupted``). Sequence checkpoints that take faces read their recordings
 with the corruption applied to every crop (``training.sequence_inputs``); sequence checkpoints without faces
 are refused, since no corruption reaches them.
 """
@@ -27,12 +27,12 @@ import torch
 from data.preprocess.audio import AudioStandardiser
 from data.samples.corruptions import ARTEFACTS, Corruption, conditions, severity_table
 from data.samples.loaders import condition_loader, load_split, resolve_root
+from evaluation.official import headline_of, official_scores, tracks_for
 from gan.checkpoint import inference_model, load_checkpoint, system_name
-from gan.evaluation import DegradedReference, Predictions, predict_corrupted
+from gan.inference import DegradedReference, Predictions, predict_corrupted
 from gan.models import ALN
 from runconfig import ConfigError, RunConfig, build_config
-from scoring.robustness import markdown_report, write_report
-from training.official import headline_of, official_scores, tracks_for
+from scoring.robustness_summary import markdown_report, write_report
 from training.sequence_inputs import SequencePredictor
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ def robustness_report(paths: list[str], overrides: list[str], split: str | None,
     ``overrides`` are data.* settings; ``split`` / ``protocol`` None take the dataset's defaults (as a plain
     evaluation does); ``artefacts`` None scores them all. Each scored row is appended to ``out/rows.jsonl`` as it
     comes, keyed by the checkpoint file, split and severities; a rerun (after a kill, or with more checkpoints)
-    reuses the rows it finds and computes the rest. Returns the summary of ``scoring.robustness``.
+    reuses the rows it finds and computes the rest. Returns the summary of ``scoring.robustness_summary``.
     """
     entries, described, checkpoints = [], [], []
     for path, label in zip(paths, _checkpoint_labels(paths), strict=True):

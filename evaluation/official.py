@@ -1,6 +1,6 @@
 """Frame predictions -> the official tracks, files and scores of a dataset's protocol.
 
-``evaluate.py`` (checkpoint mode) and the robustness protocol (``training/robustness.py``) both score through
+``evaluate.py`` (checkpoint mode) and the robustness protocol (``evaluation/robustness.py``) both score through
 here, so a condition of the robustness run and a plain evaluation of the same predictions give the same numbers:
 the tracks are written in the official format (AVEC 2019 CSVs for SEWA, ABAW per-video files otherwise) and the
 official scorer reads those files back.
@@ -23,7 +23,7 @@ from data.formats.official_outputs import (
 )
 from data.formats.prediction_files import load_abaw_pairs, load_avec_pairs
 from data.samples.loaders import resolve_root
-from gan.evaluation import Predictions
+from gan.inference import Predictions
 from runconfig import ConfigError
 from scoring.protocols import Recording, crop_or_pad, score_abaw, score_avec
 

@@ -1,6 +1,6 @@
 """Benchmark: training throughput of the data-parallel step with 1 and with N processes, side by side.
 
-    python bench/distributed.py [--size demo|paper] [--image 64] [--batch 32] [--steps 6] [--processes 1 2]
+    python bench/data_parallel.py [--size demo|paper] [--image 64] [--batch 32] [--steps 6] [--processes 1 2]
 
 Each configuration runs the project's iteration (``training.stepper.ALNStepper``: D step with WGAN-GP,
 G step every iteration, gradients averaged over processes after each backward) on one fixed global
