@@ -159,11 +159,6 @@ class ALNObjective:
         logs = {"adv": adv, "afc": afc, "rec": rec, "denoise": den, **_affect_logs(stats)}
         return terms, _logs("G", **logs)
 
-    def generator_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """G's loss: the sum of :meth:`generator_terms`."""
-        terms, logs = self.generator_terms(batch)
-        return sum(terms.values()), logs
-
     def denoise_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Pre-training stage ``denoise``: L1(AEG(degraded), clean), the AEG alone, no discriminator."""
         if not self.adversarial:

@@ -74,17 +74,6 @@ def _score_rows(gold: np.ndarray, pred: np.ndarray, dimensions: Sequence[str], c
     return out
 
 
-def score_concatenated(recordings: Sequence[Recording], dimensions: Sequence[str], convention: str,
-                       ) -> dict[str, dict[str, float]]:
-    """CCC/PCC/RMSE per dimension over all rows of ``recordings`` concatenated.
-
-    A dimension whose gold values are NaN in a recording (e.g. liking missing from a label file) is scored
-    over the recordings that have it; a dimension no recording has is left out.
-    """
-    gold, pred, _ = _stack(recordings)
-    return _score_rows(gold, pred, dimensions, convention)
-
-
 def score_avec(recordings: Iterable[Recording], dimensions: Sequence[str] = AVEC_DIMENSIONS
                ) -> dict[str, dict[str, dict[str, float]]]:
     """``{"DE+HU": {"arousal": {...}, ...}, "DE": {...}, "HU": {...}}`` in the ``avec`` convention.

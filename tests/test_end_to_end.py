@@ -16,6 +16,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import evaluate
 import train
+from data.samples.loaders import train_loader
+from runconfig import ConfigError
 from scoring.metrics import ccc
 from tests.train_helpers import HANG_GUARD_S, REPO, TINY, _final_state, _interrupted_run, _jsonl, _run
 
@@ -140,7 +142,7 @@ def test_generator_updated_every_n_critic_iterations(demo_root, tmp_path):
     d_step, g_step = trainer.stepper.opt_d.step, trainer.stepper.opt_g.step
     trainer.stepper.opt_d.step = lambda *a, **k: (counts.__setitem__("d", counts["d"] + 1), d_step(*a, **k))[1]
     trainer.stepper.opt_g.step = lambda *a, **k: (counts.__setitem__("g", counts["g"] + 1), g_step(*a, **k))[1]
-    loader = iter(train.train_loader(trainer.train_set, 8, 0, 0, 0))
+    loader = iter(train_loader(trainer.train_set, 8, 0, 0, 0))
     for _ in range(7):
         trainer.train_step(next(loader))
         trainer.step += 1
@@ -160,7 +162,7 @@ def test_lazy_penalty_runs_every_k_th_d_step_weighted_by_k_and_its_value_is_logg
         return real(batch, restored, gp_alpha, gp_scale)
 
     objective.discriminator_loss = recording
-    loader = iter(train.train_loader(trainer.train_set, 8, 0, 0, 0))
+    loader = iter(train_loader(trainer.train_set, 8, 0, 0, 0))
     logged = []
     for _ in range(6):
         logs = trainer.train_step(next(loader))
@@ -293,7 +295,7 @@ def test_final_model_on_train_and_val_has_no_best_checkpoint_and_says_so(demo_ro
     capsys.readouterr()
     assert evaluate.main(["--checkpoint", str(run / "last.pt"), "--out", str(tmp_path / "eval")]) == 0
     assert "NOTE: optimistic scores: the model was trained on the val split" in capsys.readouterr().out
-    with pytest.raises(train.ConfigError, match=r"data.train_splits must be \[train\] or \[train, val\]"):
+    with pytest.raises(ConfigError, match=r"data.train_splits must be \[train\] or \[train, val\]"):
         train.load_config(None, ["data.train_splits=[val, test]"])
 
 

@@ -44,7 +44,7 @@ def _interrupted_run(demo_root: Path, run: Path, stop_after: int, *extra: str) -
     def step_then_signal(batch):
         logs = step_once(batch)
         if trainer.step + 1 == stop_after:
-            trainer.stop_requested = True
+            trainer.stop.requested = True
         return logs
 
     trainer.train_step = step_then_signal

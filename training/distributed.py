@@ -179,15 +179,6 @@ class Distributed:
         if self.enabled:
             dist.barrier()
 
-    @contextmanager
-    def main_first(self) -> Iterator[None]:
-        """Rank 0 runs the block first (e.g. generating data or filling a feature cache), then the others."""
-        if self.enabled and not self.is_main:
-            dist.barrier()
-        yield
-        if self.enabled and self.is_main:
-            dist.barrier()
-
     def close(self) -> None:
         if self.enabled and dist.is_initialized():
             dist.destroy_process_group()

@@ -39,6 +39,14 @@ class BestCheckpoint:
         self.score, self.step = score, step
         return True
 
+    def resumed(self, ckpt: dict) -> BestCheckpoint:
+        """The selection as a checkpoint left it (its ``best_score`` and ``best_step``)."""
+        return BestCheckpoint(self.selectable, ckpt["best_score"], ckpt["best_step"])
+
+    def summary(self) -> str:
+        """The ``done:`` line's account of the selection."""
+        return f"best mean val CCC {self.score:.3f} at step {self.step}"
+
     def reset(self) -> None:
         """Start the selection afresh (ALN selects within a stage: a later stage's network is another one)."""
         self.score, self.step = -math.inf, -1

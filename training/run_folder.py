@@ -75,6 +75,15 @@ class RunFolder:
             raise RunFolderError(f"{path}: cannot write the checkpoint ({_reason(exc)}){kept}") from exc
         return path
 
+    def save_validated(self, state: dict, best: bool, stage: Stage | None = None, stage_done: bool = False) -> None:
+        """After a validation: ``best.pt`` when it is the best so far (flagged ``selected_on: val``, which
+        evaluate.py reports), ``last.pt``, and at the end of a stage that is not the last its own copy."""
+        if best:
+            self.save("best.pt", {**state, "selected_on": "val"})
+        self.save("last.pt", state)
+        if stage_done and stage is not None and not stage.is_last:
+            self.keep_stage_checkpoint(stage)
+
     def keep_stage_checkpoint(self, stage: Stage) -> Path:
         """Copy ``last.pt`` to ``stage<k>-<variant>.pt`` at the end of a stage that is not the last."""
         target = self.path / f"stage{stage.name}.pt"

@@ -3,7 +3,7 @@
 ``train.py`` hands a run here when the preset's ``system`` is a baseline of papers/ (pandit, raju,
 aminbeidokhti) or ALN-T's head (temporal_conv). The run folder, ``metrics.jsonl``, TensorBoard, checkpoints
 (``last.pt``, ``best.pt`` on the mean validation CCC), resume, SIGINT/SIGTERM saving and the one-line errors
-are ALN's (``training/run_folder.py``); what differs is the sample: a batch is ``sequence.recordings``
+are ALN's (``training/run_folder.py``, ``training/run_control.py``); what differs is the sample: a batch is ``sequence.recordings``
 recordings (whole, or a random ``sequence.chunk`` of each) of per-frame inputs (``training/sequence_inputs.py``),
 padded, with labels shifted by the annotator delays. The recordings of a step are a pure function of
 (seed, step), so a resumed run continues the same stream.
@@ -15,7 +15,6 @@ hold both (``model``: B, ``folded_d``: D). Aminbeidokhti's temporal attention ad
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import time
 
@@ -30,6 +29,7 @@ from data.samples.loaders import load_split
 from data.samples.sequences import Sequence, collate_sequences, labelled
 from gan.checkpoint import load_weights, restore_rng_state, rng_state
 from runconfig import RunConfig, to_dict
+from training.run_control import BestCheckpoint, StopFlag, check_finite, save_on_interrupt
 from training.run_folder import RunFolder, RunLog
 from training.sequence_inputs import (
     PREDICT_CHUNK,
@@ -103,22 +103,21 @@ class SequenceTrainer:
         s = cfg.sequence
         optimiser = torch.optim.RMSprop if s.optimizer == "rmsprop" else torch.optim.Adam
         self.opt = optimiser(self.model.parameters(), lr=s.lr)
-        self.step, self.best_score, self.best_step = 0, -float("inf"), -1
+        self.step, self.best = 0, BestCheckpoint(selectable="val" not in cfg.data.train_splits)
         if ckpt:
             load_weights(self.model, ckpt["model"], cfg.run.resume)
             self.opt.load_state_dict(ckpt["opt"])
             restore_rng_state(ckpt["rng"])
-            self.step, self.best_score, self.best_step = ckpt["step"], ckpt["best_score"], ckpt["best_step"]
+            self.step, self.best = ckpt["step"], self.best.resumed(ckpt)
         self.runlog = RunLog(self.folder.path, self.step if ckpt else None)
-        self.stop_requested = False
+        self.stop = StopFlag()   # set by a signal handler (training/run_control.py)
 
     def state(self) -> dict:
         folded = {"folded_d": fold_b_into_d(self.model).state_dict()} if folds_into_d(self.cfg) else {}
         return {"step": self.step, "config": to_dict(self.cfg), "system": self.cfg.system,
                 "model": self.model.state_dict(), **folded, "opt": self.opt.state_dict(), "rng": rng_state(),
-                "audio_stats": self.standardiser.state_dict(), "best_score": self.best_score,
-                "best_step": self.best_step, "n_features": self.n_features, "map_channels": self.map_channels,
-                "aln_features": self.aln_features}
+                "audio_stats": self.standardiser.state_dict(), **self.best.state(), "n_features": self.n_features,
+                "map_channels": self.map_channels, "aln_features": self.aln_features}
 
     def train_step(self) -> dict[str, float]:
         cfg, model = self.cfg, self.model
@@ -133,29 +132,25 @@ class SequenceTrainer:
             logs["loss/diversity"] = model.penalty.item()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is not finite at step {self.step + 1}")
+        logs = {"loss": loss.item(), **logs}
+        check_finite(logs, self.step + 1)
         self.opt.step()
         self.step += 1
-        return {"loss": loss.item(), **logs}
+        return logs
 
     def validate(self) -> dict[str, float]:
         self.model.eval()
         values = evaluate_sequences(scoring_model(self.cfg, self.model), self.val_seqs, self.cfg.sequence.recordings,
                                     dimensions(self.cfg), *prediction_settings(self.cfg))
         self.runlog.scalars(self.step, values)
-        score = float(np.mean(list(values.values())))
-        if score > self.best_score and "val" not in self.cfg.data.train_splits:
-            self.best_score, self.best_step = score, self.step
-            self.folder.save("best.pt", {**self.state(), "selected_on": "val"})
-        self.folder.save("last.pt", self.state())
+        self.folder.save_validated(self.state(), self.best.consider(values, self.step))
         return values
 
     def fit(self) -> int:
         t = self.cfg.train
         bar = tqdm(total=t.max_steps, initial=self.step, desc=self.cfg.system, file=sys.stderr, mininterval=1.0)
         started = time.time()
-        while self.step < t.max_steps and not self.stop_requested:
+        while self.step < t.max_steps and not self.stop.requested:
             logs = self.train_step()
             bar.update(1)
             if self.step % t.log_every == 0:
@@ -164,27 +159,10 @@ class SequenceTrainer:
                 values = self.validate()
                 bar.set_postfix({"val_ccc": f"V {values['val/ccc_valence']:.3f} A {values['val/ccc_arousal']:.3f}"})
         bar.close()
-        if self.stop_requested:
-            path = self.folder.save("last.pt", self.state())
-            print(f"interrupted at step {self.step}; saved {path}; continue with run.resume={path}", file=sys.stderr)
+        if self.stop.requested:
+            self.runlog.close()
+            return save_on_interrupt(self.folder, self.state(), self.step)
         self.runlog.close()
-        print(f"done: {self.step} steps of {self.cfg.system} in {(time.time() - started) / 60:.1f} min; best mean "
-              f"val CCC {self.best_score:.3f} at step {self.best_step}; run folder {self.folder.path}",
-              file=sys.stderr)
-        return 130 if self.stop_requested else 0
-
-
-def train_sequences(cfg: RunConfig, ckpt: dict | None) -> int:
-    """Train a sequence model; SIGINT/SIGTERM finish the step, save ``last.pt`` and exit 130."""
-    trainer = SequenceTrainer(cfg, ckpt)
-
-    def request_stop(signum, _frame):
-        trainer.stop_requested = True
-        log.warning("signal %d: stopping after this step and saving last.pt", signum)
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        return trainer.fit()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        print(f"done: {self.step} steps of {self.cfg.system} in {(time.time() - started) / 60:.1f} min; "
+              f"{self.best.summary()}; run folder {self.folder.path}", file=sys.stderr)
+        return 0

@@ -15,7 +15,7 @@ import logging
 
 import torch
 
-from gan.checkpoint import load_weights
+from gan.checkpoint import load_checkpoint, load_weights
 from gan.inference import autocast
 from gan.losses import term_gradient_norms
 from gan.models import ALN, set_requires_grad
@@ -120,8 +120,14 @@ class ALNStepper:
             self.opt_d.load_state_dict(ckpt["opt_d"])
         if self.opt_g:
             self.opt_g.load_state_dict(ckpt["opt_g"])
-        saved = ckpt.get("sparse_logs", ckpt.get("last_g_logs", {}))   # "last_g_logs": checkpoints before gp_every
-        self.sparse_logs = {k: torch.tensor(v, device=self.device) for k, v in saved.items()}
+        self.sparse_logs = {k: torch.tensor(v, device=self.device) for k, v in ckpt.get("sparse_logs", {}).items()}
+
+    def start_from(self, path: str) -> None:
+        """``run.init_from``: this stage's model from an earlier stage's checkpoint (progressive training by hand)."""
+        copied, fresh = self.model.start_from_stage(load_checkpoint(path)["model"])
+        self.dist.broadcast_module(self.model)
+        log.info("initialised %d tensors from %s; %d new (%s)", copied, path, len(fresh),
+                 ", ".join(fresh[:4]) + (" ..." if len(fresh) > 4 else ""))
 
     def learning_rate(self) -> float:
         """The current LR of the stage's main optimiser (D's; G's in a denoise stage), for the logs."""

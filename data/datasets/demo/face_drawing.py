@@ -10,7 +10,6 @@ generalise to unseen identities.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -402,13 +401,3 @@ def _draw_mouth(head: _Canvas, lay: _Layout, idt: FaceIdentity, v: float, o: flo
             teeth = np.minimum(upper + min(0.4 * opening, 0.2 * mw0) * sq, lower)
             head.fill(np.concatenate([xy(upper), xy(teeth)[::-1]]), (236, 232, 222))
     head.line(xy(0.5 * (upper + lower)), _scale(idt.lip, 0.45), 1)
-
-
-def _contact_sheet(path: str | os.PathLike, size: int = 112, seed: int = 0) -> None:  # pragma: no cover
-    """Write a PNG grid (identities x V/A corners) for eyeballing the renderer; a development aid."""
-    grid = [(-0.9, -0.9), (-0.9, 0.9), (0.0, 0.0), (0.9, -0.9), (0.9, 0.9)]
-    rows = []
-    for i in range(6):
-        identity = sample_identity(np.random.default_rng([seed, i]))
-        rows.append(np.concatenate([render_face(v, a, identity, size) for v, a in grid], axis=1))
-    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR))
