@@ -34,6 +34,7 @@ from data.preprocess.faces import make_landmarker
 from data.preprocess.pipeline import PrepareOptions, prepare_video
 from data.preprocess.video import iter_frames
 from data.samples.dataset import read_rgb, to_tensor
+from fileio.atomic import atomic_path, write_text
 from gan.checkpoint import load_checkpoint, model_from_checkpoint
 from runconfig import build_config, resolve_device, run_cli
 from scoring.plots import plot_traces
@@ -96,7 +97,7 @@ def predict_video(args: argparse.Namespace) -> Path:
     csv_path = out / f"{video.stem}.csv"
     lines = ["frame,time,valence,arousal"] + [f"{f},{t:.3f},{v:.6f},{a:.6f}" for f, t, (v, a) in zip(frames, times, va,
                                                                                                    strict=True)]
-    csv_path.write_text("\n".join(lines) + "\n")
+    write_text(csv_path, "\n".join(lines) + "\n")
     plot_traces(out / f"{video.stem}_trace.png", times, va, None, ("valence", "arousal"),
                 f"{video.name}: predicted valence/arousal ({cfg.model.variant}, step {ckpt['step']})")
     if args.draw:
@@ -108,7 +109,7 @@ def predict_video(args: argparse.Namespace) -> Path:
 
 def draw_values(source: Path, target: Path, values: dict[int, list[float]], fps: float) -> None:
     """Re-encode ``source`` with each frame's V/A (or "no face") written in its corner."""
-    with av.open(str(target), "w") as container:
+    with atomic_path(target, suffix=target.suffix) as partial, av.open(str(partial), "w") as container:
         stream = None
         for frame in iter_frames(source):
             rgb = np.ascontiguousarray(frame.rgb)

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from fileio.atomic import atomic_open
+
 MODELS = ("A", "B", "C", "D", "E")
 STACKED_KERNELS = (50, 30, 20, 5)
 
@@ -166,5 +168,6 @@ def save_attribution_png(attribution: np.ndarray, path, feature_names: list[str]
     ax.set_title(title)
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, dpi=80, format="png")
     plt.close(fig)

@@ -10,7 +10,6 @@ writes ``{"dataset", "root", "splits": {"<split>": {...}}, "unannotated_crop_fol
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ from data.datasets.affwild2 import (
 from data.datasets.demo import default_demo_root, ensure_demo_dataset
 from data.datasets.sewa import SewaConfig, index_sewa, labelled_recordings, parse_stem
 from data.errors import DataError
+from fileio.atomic import write_json
 
 COUNT_KEYS = ("videos", "valid_labels", "invalid_labels", "labelled_without_image", "images_without_label",
               "audio_missing", "audio_drift", "fps_from_audio", "usable_frames")
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_summary(summary))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+        write_json(args.json, summary, indent=2)
     return 0
 
 

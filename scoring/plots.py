@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
+from fileio.atomic import atomic_open
 from scoring.metrics import as_columns, ccc  # noqa: E402
 
 PRED_COLOR = "#d62728"   # red: predictions
@@ -33,7 +34,8 @@ def save_figure(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fig.savefig(path, dpi=DPI, format="png")
+        with atomic_open(path, "wb") as fh:
+            fig.savefig(fh, dpi=DPI, format="png")
     finally:
         plt.close(fig)
     return path

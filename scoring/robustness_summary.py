@@ -13,12 +13,12 @@ Checkpoints of one variant (seeds) are also summarised together as mean ± sampl
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from fileio.atomic import atomic_open, write_json, write_text
 from scoring.plots import markdown_table, plt, save_figure
 
 ROW_KEYS = ("checkpoint", "artefact", "severity", "ccc_valence", "ccc_arousal", "psnr_degraded", "psnr_restored",
@@ -136,14 +136,14 @@ def write_report(out: Path, rows: list[dict], checkpoints: list[dict], trained: 
     out.mkdir(parents=True, exist_ok=True)
     variants = {c["label"]: c["variant"] for c in checkpoints}
     summary = summarise(rows, trained, variants)
-    (out / "robustness.json").write_text(json.dumps(
-        {"checkpoints": checkpoints, "results": rows, "summary": summary, "severities": severities,
-         "trained_artefacts": list(trained), "timing": timing}, indent=2) + "\n")
-    with (out / "robustness.csv").open("w", newline="") as fh:
+    write_json(out / "robustness.json", {"checkpoints": checkpoints, "results": rows, "summary": summary,
+                                         "severities": severities, "trained_artefacts": list(trained),
+                                         "timing": timing}, indent=2)
+    with atomic_open(out / "robustness.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=["variant", *ROW_KEYS])
         writer.writeheader()
         writer.writerows({"variant": variants[r["checkpoint"]], **{k: r[k] for k in ROW_KEYS}} for r in rows)
-    (out / "robustness.md").write_text(markdown_report(rows, summary, variants, severities))
+    write_text(out / "robustness.md", markdown_report(rows, summary, variants, severities))
     plot_ccc(out / "plots" / "ccc_vs_severity.png", rows, variants)
     plot_psnr(out / "plots" / "psnr_vs_severity.png", rows, variants)
     return summary

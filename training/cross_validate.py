@@ -27,7 +27,6 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from pathlib import Path
 
 import torch
 
+from fileio.atomic import atomic_open, write_json
 from runconfig import ConfigError, load_config, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -151,10 +151,11 @@ def score(out: Path, folds: list[int]) -> int:
         return code
     for name in ("folds.md", "folds.csv", "folds.json"):
         if len(folds) > 1:
-            shutil.copyfile(scores / name, out / name)
+            with atomic_open(out / name, "wb") as fh:
+                fh.write((scores / name).read_bytes())
     if len(folds) == 1:   # one checkpoint: evaluate.py writes metrics.json instead of a fold table
         metrics = json.loads((scores / "metrics.json").read_text())
-        (out / "folds.json").write_text(json.dumps({"folds": [metrics]}, indent=2) + "\n")
+        write_json(out / "folds.json", {"folds": [metrics]}, indent=2)
     return 0
 
 

@@ -45,6 +45,7 @@ from data.samples.sequences import (
     delay_labels,
     face_maps,
 )
+from fileio.atomic import atomic_open
 from gan.checkpoint import CheckpointError, load_checkpoint
 from gan.features import LAYOUT
 from gan.inference import Predictions
@@ -459,6 +460,7 @@ class SequencePredictor:
             path = out / f"attribution_{dim}.png"
             save_attribution_png(attribution, path, names,
                                  title=f"{label}: {dim} attribution x·w + b/(F·T_F), mean over recordings")
-            np.save(out / f"attribution_{dim}.npy", attribution)
+            with atomic_open(out / f"attribution_{dim}.npy", "wb") as fh:
+                np.save(fh, attribution)
             written.append(path)
         return written

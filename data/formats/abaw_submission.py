@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from pyarrow import csv as pa_csv
 
 from data.errors import DataError
+from fileio.atomic import atomic_open, write_text
 
 FORMATS = ("abaw2020", "abaw_later")
 SINGLE_FILE_HEADER = "image_location,valence,arousal"
@@ -61,11 +62,11 @@ def write_predictions(out: Path, fmt: str, predictions: dict[str, tuple[np.ndarr
         for video, values in filled.items():
             path = out / f"{video}.txt"
             lines = ["valence,arousal"] + [f"{v:.6f},{a:.6f}" for v, a in values]
-            path.write_text("\n".join(lines) + "\n")
+            write_text(path, "\n".join(lines) + "\n")
             written.append(path)
         return written
     out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as fh:
+    with atomic_open(out, "w", newline="") as fh:
         fh.write(SINGLE_FILE_HEADER + "\n")
         for video, values in filled.items():
             fh.writelines(f"{video}/{k:05d}.jpg,{v:.6f},{a:.6f}\n" for k, (v, a) in enumerate(values, start=1))

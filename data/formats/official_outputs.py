@@ -23,6 +23,7 @@ import numpy as np
 from data.datasets.affwild2 import VideoRecord
 from data.datasets.sewa import SewaConfig, parse_stem, read_avec_labels
 from data.formats.abaw_submission import fill_all_frames, write_predictions
+from fileio.atomic import write_text
 
 AVEC_PREDICTED = ("arousal", "valence")   # ALN predicts these two of the three AVEC dimensions
 ABAW_DIMENSIONS = ("valence", "arousal")
@@ -79,7 +80,7 @@ def write_avec_tracks(out: Path, tracks: list[Track]) -> Path:
     for t in tracks:
         lines = ["name;timestamp;" + ";".join(t.dims)]
         lines += [f"'{t.name}';{time:.6f};" + ";".join(f"{v:.6f}" for v in row) for time, row in zip(t.times, t.pred, strict=True)]
-        (out / f"{t.name}.csv").write_text("\n".join(lines) + "\n")
+        write_text(out / f"{t.name}.csv", "\n".join(lines) + "\n")
     return out
 
 
