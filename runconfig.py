@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 import sys
 import types
@@ -25,16 +26,15 @@ from typing import Any
 
 import yaml
 
-from baselines.aminbeidokhti import AminbeidokhtiConfig
-from baselines.pandit import PanditConfig
-from baselines.raju import RajuConfig
-from baselines.temporal_conv import TemporalConvConfig
+from baselines.sequence_config import SYSTEM_SECTIONS, SequenceSection
 from data.errors import DataError
 from data.samples.loaders import DataConfig
 from gan.checkpoint import CheckpointError
 from gan.models import ModelConfig
 from gan.objective import LossConfig
 from gan.stages import StageConfig, plan_stages
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(Exception):
@@ -83,34 +83,25 @@ class TrainSection:
     # model.variant; the last stage's steps may be 0 (= until max_steps)
     stages: list[StageConfig] = field(default_factory=list)
 
+    def validate(self) -> None:
+        checks = [
+            (self.max_steps >= 1, "train.max_steps must be >= 1"),
+            (self.batch_size >= 2, "train.batch_size must be >= 2 (correlation losses need a spread)"),
+            (self.eval_every >= 1, "train.eval_every must be >= 1"),
+            (self.log_every >= 1, "train.log_every must be >= 1"),
+            (self.n_critic >= 1, "train.n_critic must be >= 1"),
+            (self.lr_g > 0 and self.lr_d > 0, "train.lr_g and train.lr_d must be > 0"),
+            (0.0 <= self.lr_decay_from <= 1.0, "train.lr_decay_from must be in [0, 1]"),
+            (self.restoration_frames >= 0, "train.restoration_frames must be >= 0"),
+            (self.restoration_every >= 1, "train.restoration_every must be >= 1"),
+            (self.views_every >= 1, "train.views_every must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
 
-FEATURES = ("egemaps", "egemaps_hop", "avec", "aln")
-ALN_PARTS = ("z", "audio", "cd", "va")
+
 SYSTEMS = ("aln", "pandit", "raju", "aminbeidokhti", "temporal_conv")
-
-
-@dataclass
-class SequenceSection:
-    """The sequence baselines' training (``system`` other than aln): whole recordings, 1 - CCC."""
-
-    features: str = "egemaps"      # per-frame inputs: egemaps | egemaps_hop | avec | aln (training/sequence_inputs.py)
-    features_dir: str = ""         # features=aln: the folder of python -m training.export_features; =avec: the CSVs
-    max_gap_s: float = 0.5         # features=avec: a frame farther than this from any feature row is an error
-    aln_checkpoint: str = ""       # features=aln: export from this ALN checkpoint into features_dir on the fly
-    aln_parts: list[str] = field(default_factory=list)   # features=aln: keep only these of z, audio, cd, va; [] = all
-    maps: str = "none"             # per-frame maps for spatial attention: none | faces (crops at face_size px)
-    face_size: int = 32
-    chunk: int = 0                 # train on a random chunk of at most this many steps per recording; 0 = whole
-    delay_valence: float = 0.0     # annotator-delay compensation in seconds (Pandit et al.: 2.8 on SEWA)
-    delay_arousal: float = 0.0     # (Pandit et al.: 4.0 on SEWA)
-    liking: bool = False           # also predict liking, where the recordings have it (SEWA; Raju et al.)
-    delay_liking: float = 0.0
-    recordings: int = 8            # recordings per batch (whole sequences, padded)
-    predict_chunk: int = 4096      # prediction/validation windows of this many steps (+ the model's context); 0 = whole
-    predict_context: int = 0       # Raju's RNNs: 0 = exact (RNN over whole recordings); N = windows of N steps of context
-    optimizer: str = "rmsprop"     # rmsprop (Pandit et al.) | adam
-    lr: float = 1e-3
-    l1: float = 0.0                # L1 penalty on the single filter (Pandit et al.'s optional sparsity term)
 
 
 @dataclass
@@ -123,54 +114,16 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    sequence: SequenceSection = field(default_factory=SequenceSection)
-    pandit: PanditConfig = field(default_factory=PanditConfig)
-    raju: RajuConfig = field(default_factory=RajuConfig)
-    aminbeidokhti: AminbeidokhtiConfig = field(default_factory=AminbeidokhtiConfig)
-    temporal_conv: TemporalConvConfig = field(default_factory=TemporalConvConfig)
+    sequence: SequenceSection = field(default_factory=SequenceSection)   # and the systems' sections under it
 
     def validate(self) -> None:
-        """Range checks owned by each section; raise ConfigError with the offending key."""
-        t = self.train
-        checks = [
-            (t.max_steps >= 1, "train.max_steps must be >= 1"),
-            (t.batch_size >= 2, "train.batch_size must be >= 2 (correlation losses need a spread)"),
-            (t.eval_every >= 1, "train.eval_every must be >= 1"),
-            (t.log_every >= 1, "train.log_every must be >= 1"),
-            (t.n_critic >= 1, "train.n_critic must be >= 1"),
-            (t.lr_g > 0 and t.lr_d > 0, "train.lr_g and train.lr_d must be > 0"),
-            (0.0 <= t.lr_decay_from <= 1.0, "train.lr_decay_from must be in [0, 1]"),
-            (t.restoration_frames >= 0, "train.restoration_frames must be >= 0"),
-            (t.restoration_every >= 1, "train.restoration_every must be >= 1"),
-            (t.views_every >= 1, "train.views_every must be >= 1"),
-        ]
-        s = self.sequence
-        checks += [
-            (self.system in SYSTEMS, f"system must be one of {SYSTEMS}, got {self.system!r}"),
-            (s.features in FEATURES, f"sequence.features must be one of {FEATURES}, got {s.features!r}"),
-            (s.features not in ("aln", "avec") or bool(s.features_dir), f"sequence.features={s.features} needs "
-             "sequence.features_dir (the AVEC feature CSVs, or the "
-             "folder written by python -m training.export_features)"),
-            (set(s.aln_parts) <= set(ALN_PARTS), f"sequence.aln_parts must be among {ALN_PARTS}, got {s.aln_parts}"),
-            (min(s.delay_valence, s.delay_arousal, s.delay_liking) >= 0, "sequence.delay_* are seconds >= 0"),
-            (s.recordings >= 1, "sequence.recordings must be >= 1"),
-            (s.predict_chunk >= 0 and s.predict_context >= 0,
-             "sequence.predict_chunk and sequence.predict_context must be >= 0"),
-            (s.maps in ("none", "faces"), f"sequence.maps must be none or faces, got {s.maps!r}"),
-            (s.face_size >= 8 and s.chunk >= 0, "sequence.face_size must be >= 8 and sequence.chunk >= 0"),
-            (s.optimizer in ("rmsprop", "adam"), f"sequence.optimizer must be rmsprop or adam, got {s.optimizer!r}"),
-            (s.lr > 0 and s.l1 >= 0, "sequence.lr must be > 0 and sequence.l1 >= 0"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
-        for section in (self.model, self.loss, self.data):
-            try:
-                section.validate()
-            except ValueError as exc:
-                raise ConfigError(str(exc)) from None
+        """Each section checks its own ranges; raise ConfigError with the offending key."""
+        if self.system not in SYSTEMS:
+            raise ConfigError(f"system must be one of {SYSTEMS}, got {self.system!r}")
         try:
-            plan_stages(t.stages, self.model.variant, t.max_steps)
+            for section in (self.train, self.model, self.loss, self.data, self.sequence):
+                section.validate()
+            plan_stages(self.train.stages, self.model.variant, self.train.max_steps)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
 
@@ -296,12 +249,30 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 def build_config(base: dict[str, Any], overrides: list[str] = ()) -> RunConfig:
     """Config from a nested dict plus dotted overrides, validated."""
-    tree = _deep_copy(base)
+    tree = _moved_under_sequence(_deep_copy(base), "the config")
     for assignment in overrides:
         set_dotted(tree, assignment)
+        tree = _moved_under_sequence(tree, f"override {assignment.split('=', 1)[0]}")
     cfg = from_dict(RunConfig, tree)
     cfg.validate()
     return cfg
+
+
+def _moved_under_sequence(tree: dict[str, Any], where: str) -> dict[str, Any]:
+    """The sections of the sequence systems moved under ``sequence:``; the old top-level keys (``pandit.kernel=9``,
+    a preset or a checkpoint written before the move) are still read, with a one-line note."""
+    moved = [name for name in SYSTEM_SECTIONS if name in tree]
+    for name in moved:
+        section = tree.pop(name)
+        sequence = tree.setdefault("sequence", {})
+        if isinstance(section, dict) and isinstance(sequence, dict) and isinstance(sequence.get(name, {}), dict):
+            sequence[name] = {**sequence.get(name, {}), **section}
+        else:
+            raise ConfigError(f"{where}: '{name}' must be a mapping of settings (now sequence.{name})")
+    if moved:
+        log.warning("%s uses %s; these sections are now under sequence: (sequence.%s.*), read as such", where,
+                    ", ".join(f"'{name}'" for name in moved), moved[0])
+    return tree
 
 
 def load_config(preset: str | Path | None, overrides: list[str] = ()) -> RunConfig:

@@ -127,7 +127,8 @@ def system_name(payload: dict[str, Any]) -> str:
     system = payload.get("system", "aln")
     if system == "aln":
         return checkpoint_variant(payload)
-    model = payload["config"].get(system, {}).get("model")
+    config = payload["config"]   # the system's section sits under sequence: (top level in older checkpoints)
+    model = config.get("sequence", {}).get(system, config.get(system, {})).get("model")
     return f"{system} {model}" if model else system
 
 

@@ -80,7 +80,7 @@ def test_exported_features_train_a_sequence_baseline(demo_root, tmp_path):
             "sequence.features=aln", f"sequence.features_dir={out}", "train.eval_every=2"]
     assert train.main([*args, "train.max_steps=2"]) == 0
     ckpt = torch.load(raju / "last.pt", weights_only=True)
-    assert ckpt["config"]["raju"]["streams"] == list(parts.values())
+    assert ckpt["config"]["sequence"]["raju"]["streams"] == list(parts.values())
     assert ckpt["model"]["front.modality_scores.3.weight"].shape == (1, 2)   # the fourth modality: ALN's V/A
     assert train.main([*args, "train.max_steps=4", f"run.resume={raju / 'last.pt'}"]) == 0
     assert evaluate.main(["--checkpoint", str(raju / "last.pt"), "--out", str(tmp_path / "raju_eval")]) == 0

@@ -67,3 +67,34 @@ def test_exponent_without_a_dot_is_a_number_and_words_are_still_refused():
     assert build_config({}, ["sequence.lr=1E-3"]).sequence.lr == pytest.approx(1e-3)
     with pytest.raises(ConfigError, match="sequence.lr: expected a number, got 'fast'"):
         build_config({}, ["sequence.lr=fast"])
+
+
+def test_the_sequence_systems_sections_sit_under_sequence_and_the_old_keys_still_read(caplog):
+    """``sequence.pandit`` etc.; a top-level ``pandit:`` (old presets and checkpoints) or ``pandit.kernel=9`` (the old
+    override) gives the same config, with one line saying where the section is now."""
+    preset = "configs/baselines/pandit_d.yaml"
+    new = load_config(preset, ["sequence.pandit.kernel=9"])
+    assert new.sequence.pandit.model == "D" and new.sequence.pandit.kernel == 9 and not caplog.records
+    assert load_config(preset, ["pandit.kernel=9"]) == new
+    warnings = [r.getMessage() for r in caplog.records]
+    assert warnings == ["override pandit.kernel uses 'pandit'; these sections are now under sequence: "
+                        "(sequence.pandit.*), read as such"]
+    old_tree = to_dict(new)
+    old_tree["pandit"] = old_tree["sequence"].pop("pandit")   # a checkpoint's config from before the move
+    caplog.clear()
+    assert build_config(old_tree) == new and len(caplog.records) == 1
+    assert "temporal_conv" not in to_dict(new) and "temporal_conv" in to_dict(new)["sequence"]
+    with pytest.raises(ConfigError, match=r"unknown config key 'sequence.pandit.kernal'"):
+        load_config(preset, ["pandit.kernal=9"])
+
+
+def test_each_section_validates_itself():
+    """The range checks sit with their sections (a section used alone still refuses a bad value)."""
+    from baselines.sequence_config import SequenceSection
+    from runconfig import TrainSection
+    with pytest.raises(ValueError, match="train.n_critic must be >= 1"):
+        TrainSection(n_critic=0).validate()
+    with pytest.raises(ValueError, match="sequence.optimizer must be rmsprop or adam"):
+        SequenceSection(optimizer="sgd").validate()
+    TrainSection().validate()
+    SequenceSection().validate()

@@ -283,9 +283,9 @@ def _each_rank_validates_its_share(demo_root: str, d: Distributed) -> None:
     model = ALN(cfg.model, cfg.data.audio.dim)
     seen = []
     model.aeg.register_forward_hook(lambda _m, args, _out: seen.append(args[0].shape[0]))
-    whole = Validator(cfg, split, torch.device("cpu")).run(model, 1, 0, None)
+    whole = Validator(cfg.train, cfg.data, cfg.model.image_size, split, torch.device("cpu")).run(model, 1, 0, None)
     seen.clear()
-    shared_validator = Validator(cfg, split, torch.device("cpu"), d)
+    shared_validator = Validator(cfg.train, cfg.data, cfg.model.image_size, split, torch.device("cpu"), d)
     shared = shared_validator.run(model, 1, 0, None)
     frames, mine = len(shared_validator.val_set), d.share(len(shared_validator.val_set))
     views = range(-(-mine.start // 3) * 3, mine.stop, 3)   # this share's frames of the views subset

@@ -42,7 +42,7 @@ def _meta_batch(cfg) -> dict[str, torch.Tensor]:
 def _stepper(cfg, stage_index: int, dist: Distributed | None = None) -> tuple[ALNStepper, object]:
     plan = plan_stages(cfg.train.stages, cfg.model.variant, cfg.train.max_steps)
     balance = torch.ones(2, cfg.loss.balance_bins, device=META)
-    stepper = ALNStepper(cfg, cfg.data.audio.dim, balance, META, dist)
+    stepper = ALNStepper(cfg.train, cfg.model, cfg.loss, cfg.seed, cfg.data.audio.dim, balance, META, dist)
     stepper.build_stage(plan[stage_index])
     return stepper, plan[stage_index]
 

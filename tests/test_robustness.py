@@ -131,7 +131,7 @@ def test_sequence_models_that_read_faces_are_scored_and_the_others_refused(demo_
 
     audio_only = tmp_path / "pandit"
     assert train.main(["--config", str(PRESETS / "pandit_c.yaml"), *demo, f"data.root={demo_root}",
-                       f"run.dir={audio_only}", "train.max_steps=2", "train.eval_every=2", "pandit.kernel=9"]) == 0
+                       f"run.dir={audio_only}", "train.max_steps=2", "train.eval_every=2", "sequence.pandit.kernel=9"]) == 0
     capsys.readouterr()
     assert evaluate.main(["--checkpoint", str(audio_only / "last.pt"), "--robustness", "--out",
                           str(tmp_path / "no")]) != 0

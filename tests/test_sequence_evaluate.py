@@ -30,7 +30,7 @@ def _train(preset: str, demo_root: Path, run: Path, *extra: str) -> Path:
 
 
 def test_a_sequence_checkpoint_is_scored_on_the_models_own_predictions(demo_root, tmp_path):
-    ckpt_path = _train("pandit_d", demo_root, tmp_path / "run", "pandit.kernel=9", "sequence.delay_arousal=0.1")
+    ckpt_path = _train("pandit_d", demo_root, tmp_path / "run", "sequence.pandit.kernel=9", "sequence.delay_arousal=0.1")
     out = tmp_path / "eval"
     assert evaluate.main(["--checkpoint", str(ckpt_path), "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -50,7 +50,7 @@ def test_a_sequence_checkpoint_is_scored_on_the_models_own_predictions(demo_root
         assert metrics["frame_level"][dim]["ccc"] == pytest.approx(ccc(pred[:, d], gold[:, d]), abs=1e-6)
 
     # Pandit's §5.1 heatmaps: per dimension, summing to the mean output of the windows inside the recordings
-    k = cfg.pandit.kernel
+    k = cfg.sequence.pandit.kernel
     for d, dim in enumerate(("valence", "arousal")):
         assert (out / f"attribution_{dim}.png").stat().st_size > 1000
         attribution = np.load(out / f"attribution_{dim}.npy")

@@ -66,7 +66,7 @@ def test_avec_feature_files_are_aligned_to_the_frames_and_train(demo_root, tmp_p
     np.testing.assert_allclose(seq.features, expected, atol=1e-4)
     run = tmp_path / "run"
     assert train.main(["--config", str(PANDIT_B), *DEMO, f"data.root={demo_root}", f"run.dir={run}",
-                       "sequence.features=avec", f"sequence.features_dir={tmp_path}", "pandit.kernel=5",
+                       "sequence.features=avec", f"sequence.features_dir={tmp_path}", "sequence.pandit.kernel=5",
                        "train.max_steps=4", "train.eval_every=2"]) == 0
 
 

@@ -44,7 +44,7 @@ def load_training_data(cfg: RunConfig, plan: list[Stage], device: torch.device, 
     train_set = build_dataset(train_split, cfg.model.image_size, cfg.data.degrade if uses_aeg else None,
                               faces_as_uint8=True)
     val_split, _ = load_split(cfg.data, "val", standardiser)   # every rank validates its share
-    validator = Validator(cfg, val_split, device, dist)
+    validator = Validator(cfg.train, cfg.data, cfg.model.image_size, val_split, device, dist)
     balance = ckpt["balance_table"] if ckpt else (
         class_balance_weights(torch.from_numpy(train_set.labels), cfg.loss.balance_bins, cfg.loss.balance_clip)
         if dist.is_main else None)

@@ -61,7 +61,8 @@ class Trainer:
         self.plan = plan_stages(cfg.train.stages, cfg.model.variant, cfg.train.max_steps)
         self.data = load_training_data(cfg, self.plan, self.device, self.dist, ckpt)
         self.train_set, self.validator = self.data.train_set, self.data.validator
-        self.stepper = ALNStepper(cfg, cfg.data.audio.dim, self.data.balance, self.device, self.dist)
+        self.stepper = ALNStepper(cfg.train, cfg.model, cfg.loss, cfg.seed, cfg.data.audio.dim, self.data.balance,
+                                  self.device, self.dist)
         self.stepper.build_stage(self.plan[ckpt.get("stage", 0)] if ckpt else self.plan[0])
         self.step, self.validation_seconds = 0, 0.0   # validation's wall time in this process (the done: line)
         # every rank keeps the same best score, so a rank-0 checkpoint resumes on any rank

@@ -54,7 +54,7 @@ from training.export_features import checkpoint_fingerprint, export
 
 log = logging.getLogger(__name__)
 
-PREDICT_CHUNK = 4096     # sequence.predict_chunk's default (runconfig.SequenceSection), for direct callers
+PREDICT_CHUNK = 4096     # sequence.predict_chunk's default (baselines.sequence_config.SequenceSection), for direct callers
 PREDICT_CONTEXT = 0      # sequence.predict_context's default
 
 
@@ -200,12 +200,13 @@ def with_aln_streams(cfg: RunConfig) -> RunConfig:
     the config with the streams filled in, so evaluation rebuilds the same model."""
     if cfg.sequence.features != "aln" or cfg.system not in ("raju", "aminbeidokhti"):
         return cfg
-    section = getattr(cfg, cfg.system)
+    section = getattr(cfg.sequence, cfg.system)
     if section.streams:
         return cfg
     widths = aln_features_info(cfg)["parts"]
     streams = [int(widths[p]) for p in (cfg.sequence.aln_parts or list(widths))]
-    return dataclasses.replace(cfg, **{cfg.system: dataclasses.replace(section, streams=streams)})
+    sequence = dataclasses.replace(cfg.sequence, **{cfg.system: dataclasses.replace(section, streams=streams)})
+    return dataclasses.replace(cfg, sequence=sequence)
 
 
 def build_model(cfg: RunConfig, n_features: int, map_channels: int | None = None) -> torch.nn.Module:
@@ -213,16 +214,16 @@ def build_model(cfg: RunConfig, n_features: int, map_channels: int | None = None
     n = len(dimensions(cfg))
     try:
         if cfg.system == "raju":
-            return RajuRNN(cfg.raju, n_features, n, map_channels)
+            return RajuRNN(cfg.sequence.raju, n_features, n, map_channels)
         if cfg.system == "temporal_conv":
-            return TemporalConvNet(cfg.temporal_conv, n_features, n)
+            return TemporalConvNet(cfg.sequence.temporal_conv, n_features, n)
         if cfg.system == "aminbeidokhti":
-            a = cfg.aminbeidokhti
+            a = cfg.sequence.aminbeidokhti
             a.validate(n_features, map_channels is not None)
             if a.model == "temporal_attention":
                 return TemporalAttentionNet(a, map_channels, n)
             return AugmentedEnsemble(a, n_features, map_channels, n)
-        pandit = cfg.pandit
+        pandit = cfg.sequence.pandit
         if pandit.model == "D":
             pandit = dataclasses.replace(pandit, model="B", activation="linear")
         return PanditCNN(pandit, n_features, n)
@@ -231,7 +232,7 @@ def build_model(cfg: RunConfig, n_features: int, map_channels: int | None = None
 
 
 def folds_into_d(cfg: RunConfig) -> bool:
-    return cfg.system == "pandit" and cfg.pandit.model == "D"
+    return cfg.system == "pandit" and cfg.sequence.pandit.model == "D"
 
 
 def scoring_model(cfg: RunConfig, model: torch.nn.Module) -> torch.nn.Module:

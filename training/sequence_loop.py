@@ -127,8 +127,8 @@ class SequenceTrainer:
         logs, loss = {"loss/ccc": ccc_loss.item()}, ccc_loss
         if cfg.sequence.l1 and cfg.system == "pandit":
             loss = loss + cfg.sequence.l1 * model.filter_l1()
-        if cfg.system == "aminbeidokhti" and cfg.aminbeidokhti.model == "temporal_attention":
-            loss = loss + cfg.aminbeidokhti.diversity * model.penalty
+        if cfg.system == "aminbeidokhti" and cfg.sequence.aminbeidokhti.model == "temporal_attention":
+            loss = loss + cfg.sequence.aminbeidokhti.diversity * model.penalty
             logs["loss/diversity"] = model.penalty.item()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()

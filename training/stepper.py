@@ -18,10 +18,10 @@ import torch
 from gan.checkpoint import load_checkpoint, load_weights
 from gan.inference import autocast
 from gan.losses import term_gradient_norms
-from gan.models import ALN, set_requires_grad
-from gan.objective import ALNObjective
+from gan.models import ALN, ModelConfig, set_requires_grad
+from gan.objective import ALNObjective, LossConfig
 from gan.stages import Stage
-from runconfig import RunConfig
+from runconfig import TrainSection
 from training.distributed import Distributed
 
 log = logging.getLogger(__name__)
@@ -60,26 +60,29 @@ def lr_factor(step: int, max_steps: int, decay_from: float) -> float:
 class ALNStepper:
     """The model, objective and optimisers of the current stage, and the iteration that updates them."""
 
-    def __init__(self, cfg: RunConfig, audio_dim: int, balance: torch.Tensor, device: torch.device,
-                 dist: Distributed | None = None):
-        self.cfg, self.audio_dim, self.balance, self.device = cfg, audio_dim, balance, device
+    def __init__(self, train: TrainSection, model: ModelConfig, loss: LossConfig, seed: int, audio_dim: int,
+                 balance: torch.Tensor, device: torch.device, dist: Distributed | None = None):
+        """The sections it uses (``train``, ``model``, ``loss``, and the run's ``seed`` for the penalty's draws),
+        the audio vector's width, the class-balance table of the training labels, the device, the job."""
+        self.train, self.model_config, self.loss, self.seed = train, model, loss, seed
+        self.audio_dim, self.balance, self.device = audio_dim, balance, device
         self.dist = dist or Distributed()
-        self.shard = self.dist.shard(cfg.train.batch_size)
+        self.shard = self.dist.shard(train.batch_size)
 
     def build_stage(self, stage: Stage, previous: ALN | None = None) -> None:
         """The model, objective and optimisers of ``stage``; from ``previous``'s weights when given."""
         self.stage = stage
-        mcfg = dataclasses.replace(self.cfg.model, variant=stage.model_variant)
+        mcfg = dataclasses.replace(self.model_config, variant=stage.model_variant)
         self.model = ALN(mcfg, self.audio_dim).to(self.device)
-        if self.cfg.train.channels_last:
+        if self.train.channels_last:
             self.model.to(memory_format=torch.channels_last)
         if previous is not None:
             copied, fresh = self.model.start_from_stage(previous.state_dict())
             log.info("stage %s: %d tensors from the previous stage, %d new (%s)", stage.name, copied, len(fresh),
                      ", ".join(fresh[:4]) + (" ..." if len(fresh) > 4 else ""))
         self.dist.broadcast_module(self.model)   # every process starts the stage from rank 0's weights
-        self.objective = ALNObjective(self.model, self.cfg.loss, self.balance.to(self.device), self.dist.gather)
-        t = self.cfg.train
+        self.objective = ALNObjective(self.model, self.loss, self.balance.to(self.device), self.dist.gather)
+        t = self.train
         betas = (t.beta1, t.beta2)
         self.opt_d = (torch.optim.Adam(self.model.cd.parameters(), lr=t.lr_d, betas=betas)
                       if stage.trains_critic else None)
@@ -99,7 +102,7 @@ class ALNStepper:
     def _compile(self) -> None:
         """Compile the AEG; the CD too unless WGAN-GP needs its double backward, which compile lacks."""
         self.model.aeg.compile() if self.model.aeg else None
-        if self.cfg.loss.adversarial != "wgan-gp" or not self.model.aeg:
+        if self.loss.adversarial != "wgan-gp" or not self.model.aeg:
             self.model.cd.compile()
 
     def state_dict(self) -> dict:
@@ -135,7 +138,7 @@ class ALNStepper:
 
     def set_learning_rates(self, step: int) -> None:
         """Per-stage schedule, a pure function of the step (stored in every checkpoint): no scheduler state."""
-        t, stage = self.cfg.train, self.stage
+        t, stage = self.train, self.stage
         factor = lr_factor(step - stage.start, stage.steps, t.lr_decay_from)
         for opt, base in ((self.opt_d, stage.lr or t.lr_d), (self.opt_g, stage.lr or t.lr_g)):
             for group in opt.param_groups if opt else ():
@@ -148,12 +151,12 @@ class ALNStepper:
         generator, whose numbers would have to be copied to the GPU in the middle of every penalised step;
         the same numbers on every device and every rank, so a resumed or a data-parallel run draws the same.
         """
-        key = (self.cfg.seed * 1_000_003 + step) & 0xFFFFFFFF
-        return uniform_hash(self.cfg.train.batch_size, key, self.device)[self.shard]
+        key = (self.seed * 1_000_003 + step) & 0xFFFFFFFF
+        return uniform_hash(self.train.batch_size, key, self.device)[self.shard]
 
     def train_step(self, batch: dict, step: int) -> dict[str, torch.Tensor]:
         """Iteration ``step + 1``: a D step, and a G step every n_critic iterations (denoise stage: an AEG step)."""
-        m, obj, t, k = self.model, self.objective, self.cfg.train, self.cfg.loss.gp_every
+        m, obj, t, k = self.model, self.objective, self.train, self.loss.gp_every
         self.set_learning_rates(step)
         if t.channels_last:
             batch = {key: v.contiguous(memory_format=torch.channels_last) if torch.is_tensor(v) and v.dim() == 4 else v
@@ -197,7 +200,7 @@ class ALNStepper:
 
     def _last_g_step_before_log(self, step: int) -> bool:
         """True for the G step after which no other G step comes before the next log step."""
-        t = self.cfg.train
+        t = self.train
         done = step + 1
         next_log = min(-(-done // t.log_every) * t.log_every, self.stage.end)
         return next_log - done < t.n_critic

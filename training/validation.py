@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Subset
 
-from data.samples.loaders import collate, eval_loader, restoration_sets, scoring_dataset
+from data.samples.loaders import DataConfig, collate, eval_loader, restoration_sets, scoring_dataset
 from gan.inference import (
     VIEW_TAGS,
     DegradedReference,
@@ -29,7 +29,7 @@ from gan.inference import (
     restoration_scores,
 )
 from gan.models import ALN
-from runconfig import RunConfig
+from runconfig import TrainSection
 from training.distributed import Distributed
 from training.run_folder import RunLog
 
@@ -37,18 +37,21 @@ from training.run_folder import RunLog
 class Validator:
     """The fixed validation inputs of a run and one pass over them per call."""
 
-    def __init__(self, cfg: RunConfig, val_split, device: torch.device, dist: Distributed | None = None):
-        dcfg, size = cfg.data, cfg.model.image_size
+    def __init__(self, train: TrainSection, data: DataConfig, image_size: int, val_split, device: torch.device,
+                 dist: Distributed | None = None):
+        """``train``'s validation settings (restoration frames, views, grid, autocast), ``data``'s loader and
+        degradations, the model's ``image_size``."""
+        dcfg, size = data, image_size
         degrade = dcfg.degrade if dcfg.degrade.enabled else None
-        self.cfg, self.device, self.dist = cfg, device, dist or Distributed()
+        self.train, self.data, self.device, self.dist = train, data, device, dist or Distributed()
         self.val_set = scoring_dataset(val_split, size, degrade)
         self.scores_degraded = degrade is not None   # batches carry degraded faces: the degraded views exist
-        frames = cfg.train.restoration_frames
+        frames = train.restoration_frames
         self.restoration_sets = restoration_sets(val_split, size, degrade, frames) if degrade and frames else {}
         # the degraded faces are fixed, so their scores are computed by the first validation and then reused
         self.degraded_reference: DegradedReference | None = None
         self.restoration_reference: dict[str, DegradedReference] | None = None
-        grid_idx = np.linspace(0, len(self.val_set) - 1, min(cfg.train.grid_size, len(self.val_set))).astype(int)
+        grid_idx = np.linspace(0, len(self.val_set) - 1, min(train.grid_size, len(self.val_set))).astype(int)
         self.grid_batch = collate([self.val_set[int(i)] for i in grid_idx])
 
     def run(self, model: ALN, step: int, stage_index: int, runlog: RunLog | None, affect: bool = True
@@ -63,12 +66,12 @@ class Validator:
         if affect:
             scores = self._affect(model, step, runlog, values)
         if self.restoration_sets:
-            batch_size, share, reduce = self.cfg.data.eval_batch_size, self.dist.share, self.dist.sum
+            batch_size, share, reduce = self.data.eval_batch_size, self.dist.share, self.dist.sum
             if self.restoration_reference is None:
                 self.restoration_reference = degraded_references(self.restoration_sets, self.device, batch_size,
                                                                  share, reduce)
             table = restoration_scores(model, self.restoration_sets, self.device, batch_size,
-                                       self.restoration_reference, share, reduce, amp=self.cfg.train.amp)
+                                       self.restoration_reference, share, reduce, amp=self.train.amp)
             values.update(flat_restoration_tags(table))
         if runlog is not None:
             values["stage"] = stage_index
@@ -80,10 +83,10 @@ class Validator:
     def _affect(self, model: ALN, step: int, runlog: RunLog | None, values: dict[str, float]
                 ) -> dict[str, dict[str, float]]:
         """The pass over every validation frame: headline V/A, the views, val/psnr_* and the histograms."""
-        t = self.cfg.train
+        t = self.train
         frames = self.dist.share(len(self.val_set))
         part = self.val_set if self.dist.world_size == 1 else Subset(self.val_set, frames)
-        loader = eval_loader(part, self.cfg.data.eval_batch_size, self.cfg.data.num_workers)
+        loader = eval_loader(part, self.data.eval_batch_size, self.data.num_workers)
         preds = predict_batches(model, loader, self.device, t.amp, self.degraded_reference, t.restoration_every,
                                 t.views_every, first_position=frames.start,
                                 reduce=self.dist.sum if self.dist.enabled else None)
@@ -108,7 +111,7 @@ class Validator:
         """This rank's predictions joined with every other rank's, in frame order (one process: as they are)."""
         if not self.dist.enabled:
             return preds
-        n, k, d = len(self.val_set), self.cfg.train.views_every, self.dist
+        n, k, d = len(self.val_set), self.train.views_every, self.dist
         shares = [Distributed(r, d.world_size).share(n) for r in range(d.world_size)]
         frame_counts = [len(r) for r in shares]
         view_counts = [len(range(-(-r.start // k) * k, r.stop, k)) for r in shares]
