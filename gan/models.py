@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-VARIANTS = ("disc", "aeg_cd", "aeg_cd_sz")
+VARIANTS = ("disc", "disc_aug", "aeg_cd", "aeg_cd_sz")
+WITHOUT_AEG = ("disc", "disc_aug")
 G_NORMS = ("none", "instance")
 
 
@@ -31,7 +32,7 @@ G_NORMS = ("none", "instance")
 class ModelConfig:
     """Architecture of ALN; written into every checkpoint so a checkpoint rebuilds its own model."""
 
-    variant: str = "aeg_cd_sz"   # disc | aeg_cd | aeg_cd_sz
+    variant: str = "aeg_cd_sz"   # disc | disc_aug (the CD alone on the degradation mix) | aeg_cd | aeg_cd_sz
     image_size: int = 128         # square face crops are resized to this
     g_conv_dim: int = 64          # AEG width after the first conv (StarGAN: 64)
     g_res_blocks: int = 6         # residual blocks in the AEG bottleneck (StarGAN: 6)
@@ -54,7 +55,13 @@ class ModelConfig:
 
     @property
     def uses_aeg(self) -> bool:
-        return self.variant != "disc"
+        return self.variant not in WITHOUT_AEG
+
+    @property
+    def critic_sees_degraded(self) -> bool:
+        """``disc_aug``: the plain augmentation baseline. The CD alone, trained on the degraded faces (the same
+        degradation mix and clean share the AEG variants' generator sees) instead of the clean ones."""
+        return self.variant == "disc_aug"
 
     @property
     def uses_latent_and_audio(self) -> bool:
@@ -198,7 +205,7 @@ class CD(nn.Module):
 class ALN(nn.Module):
     """AEG + CD configured by :class:`ModelConfig`.
 
-    ``aeg`` is None for the ``disc`` variant. ``predict`` is the test-time path (DESIGN §4): the AEG cleans
+    ``aeg`` is None for the ``disc`` and ``disc_aug`` variants. ``predict`` is the test-time path (DESIGN §4): the AEG cleans
     the input, the CD scores the cleaned image with the z of that input and the audio.
     """
 

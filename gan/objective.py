@@ -8,7 +8,8 @@ module owns the maths and the consistency rules of DESIGN §4:
   Otherwise D could tell real from fake by whether z is present.
 * The affect loss (class-balanced RMSE + 1-PCC + 1-CCC) is paid by D on real images (Eq. 9) and by G on
   its restored images (Eq. 10), both through the same :class:`~gan.losses.AffectLoss`.
-* ``disc`` has no generator: D regresses V/A on clean images with the affect loss alone.
+* ``disc`` has no generator: D regresses V/A on clean images with the affect loss alone; ``disc_aug`` does the
+  same on the degraded images (the plain augmentation baseline).
 * The G objective keeps the paper's three terms (adversarial, cycle Eq. 2, affect Eq. 10) and adds a direct
   denoising L1, L1(AEG(degraded), clean), on by default: a documented deviation. Without it nothing pulls
   the first pass of the AEG towards the clean face (measured: restored faces fell to 11 dB, the cycle
@@ -107,8 +108,9 @@ class ALNObjective:
         """
         m, cfg = self.model, self.cfg
         real, audio, va = batch["face"], batch.get("audio"), batch["va"]
-        if not self.adversarial:
-            afc, stats = self.affect(m.critic(real, None, None)[1], va)
+        if not self.adversarial:   # disc on the clean face; disc_aug on the degraded one (plain augmentation)
+            seen = batch["face_degraded"] if m.cfg.critic_sees_degraded else real
+            afc, stats = self.affect(m.critic(seen, None, None)[1], va)
             return cfg.lambda_afc * afc, _logs("D", afc=afc, **_affect_logs(stats))
 
         with torch.no_grad():

@@ -13,7 +13,7 @@ a preset written in shares keeps its proportions when ``train.max_steps`` change
 steps, or a test of 8).
 
 * ``denoise`` trains the AEG alone on L1(AEG(degraded), clean); no discriminator step.
-* ``disc`` | ``aeg_cd`` | ``aeg_cd_sz`` train the ALN variant of that name (D and G steps).
+* ``disc`` | ``disc_aug`` | ``aeg_cd`` | ``aeg_cd_sz`` train the ALN variant of that name (D and G steps).
 
 Each stage starts from the previous stage's weights (``ALN.start_from_stage``: new inputs start as exact
 no-ops, so the first outputs of a stage equal the last outputs of the one before). Steps are global: stage
@@ -43,7 +43,7 @@ STAGE_VARIANTS = ("denoise", *VARIANTS)
 class StageConfig:
     """One stage as written in the config."""
 
-    variant: str = "aeg_cd_sz"   # denoise | disc | aeg_cd | aeg_cd_sz
+    variant: str = "aeg_cd_sz"   # denoise | disc | disc_aug | aeg_cd | aeg_cd_sz
     steps: int = 0               # iterations of this stage; 0 (last stage only) = until train.max_steps
     share: float = 0.0           # instead of steps: this share of train.max_steps (rounded, at least 1)
     lr: float = 0.0              # learning rate of this stage's optimisers; 0 = train.lr_g / train.lr_d

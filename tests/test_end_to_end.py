@@ -315,3 +315,19 @@ def test_uint8_faces_converted_on_the_device_equal_the_float_samples(demo_root, 
     converted = faces_to_float(uint8s)
     for key in ("face", "face_degraded", "va", "audio"):
         assert converted[key].dtype == torch.float32 and torch.equal(converted[key], floats[key]), key
+
+
+def test_disc_aug_trains_its_critic_on_degraded_faces_and_disc_on_clean_ones(demo_root, tmp_path):
+    """The augmentation baseline is configuration (model.variant=disc_aug): its samples carry the degraded face
+    that its D step reads; disc's samples carry none, so disc never sees a degradation."""
+    base = [*TINY, f"data.root={demo_root}", "train.max_steps=2", "train.eval_every=2"]
+    aug = train.Trainer(train.load_config(train.DEFAULT_PRESET, [*base, f"run.dir={tmp_path / 'aug'}",
+                                                                 "model.variant=disc_aug"]), None)
+    disc = train.Trainer(train.load_config(train.DEFAULT_PRESET, [*base, f"run.dir={tmp_path / 'disc'}",
+                                                                  "model.variant=disc"]), None)
+    sample_aug, sample_disc = aug.train_set[(0, 1)], disc.train_set[(0, 1)]
+    assert "face_degraded" in sample_aug and "face_degraded" not in sample_disc
+    assert not torch.equal(sample_aug["face_degraded"], sample_aug["face"])   # the mix degraded this one
+    assert aug.stepper.model.aeg is None and aug.fit() == 0
+    disc.runlog.close()
+    assert (tmp_path / "aug" / "last.pt").is_file()

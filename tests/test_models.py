@@ -57,7 +57,24 @@ def test_variants_switch_parts():
         ALN(ModelConfig(variant="aeg_cd_sz", **SMALL), 0)
 
 
-@pytest.mark.parametrize("variant", ["disc", "aeg_cd", "aeg_cd_sz"])
+def test_disc_aug_is_disc_trained_on_the_degraded_faces():
+    """The plain augmentation baseline: the same CD as disc (no AEG, no z), whose D loss is disc's loss on the
+    degraded face; disc itself never looks at the degraded face."""
+    torch.manual_seed(0)
+    aug = ALN(ModelConfig(variant="disc_aug", **SMALL), 10)
+    disc = ALN(ModelConfig(variant="disc", **SMALL), 10)
+    disc.load_state_dict(aug.state_dict())
+    assert aug.aeg is None and aug.cd.latent_channels == 0
+    batch = _batch()
+    swapped = {**batch, "face": batch["face_degraded"], "face_degraded": batch["face"]}
+    aug_loss, _ = ALNObjective(aug, LossConfig(), None).discriminator_loss(batch)
+    disc_on_degraded, _ = ALNObjective(disc, LossConfig(), None).discriminator_loss(swapped)
+    disc_on_clean, _ = ALNObjective(disc, LossConfig(), None).discriminator_loss(batch)
+    torch.testing.assert_close(aug_loss, disc_on_degraded, rtol=0, atol=0)
+    assert not torch.allclose(aug_loss, disc_on_clean)
+
+
+@pytest.mark.parametrize("variant", ["disc", "disc_aug", "aeg_cd", "aeg_cd_sz"])
 def test_gradients_reach_every_parameter(variant):
     torch.manual_seed(0)
     model = ALN(ModelConfig(variant=variant, **SMALL), 10)
@@ -68,7 +85,7 @@ def test_gradients_reach_every_parameter(variant):
     cd_params = dict(model.cd.named_parameters())
     missing = [n for n, p in cd_params.items() if p.grad is None or p.grad.abs().sum() == 0]
     # the PatchGAN head gets no gradient without an adversarial term (disc trains on affect alone)
-    expected_missing = ["adv_head.weight"] if variant == "disc" else []
+    expected_missing = ["adv_head.weight"] if variant in ("disc", "disc_aug") else []
     assert missing == expected_missing
     if model.aeg is None:
         with pytest.raises(RuntimeError):

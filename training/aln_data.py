@@ -38,10 +38,10 @@ def load_training_data(cfg: RunConfig, plan: list[Stage], device: torch.device, 
         standardiser.state_dict() if dist.is_main else None))
     if not dist.is_main:
         train_split, _ = load_split(cfg.data, "training", standardiser)
-    # the generator always gets a "degraded" input; with degradations off it is the clean face itself
-    uses_aeg = any(stage.model_variant != "disc" for stage in plan)
+    # the generator (or disc_aug's CD) always gets a "degraded" input; with degradations off it is the clean face
+    degrades = any(stage.model_variant != "disc" for stage in plan)
     # uint8 faces from the loader's workers; the float conversion runs on the training device (Trainer.train_step)
-    train_set = build_dataset(train_split, cfg.model.image_size, cfg.data.degrade if uses_aeg else None,
+    train_set = build_dataset(train_split, cfg.model.image_size, cfg.data.degrade if degrades else None,
                               faces_as_uint8=True)
     val_split, _ = load_split(cfg.data, "val", standardiser)   # every rank validates its share
     validator = Validator(cfg.train, cfg.data, cfg.model.image_size, val_split, device, dist)
