@@ -3,7 +3,9 @@
 ``evaluate.py --robustness`` runs :func:`robustness_report`. The work is arranged so that a condition's corrupted faces
 are made once for all the per-frame (ALN) checkpoints that can share them: checkpoints with the same data
 settings, input size and audio statistics form a group, and each batch of a condition goes through every model
-of the group (``gan.inference.predict_corrupted``). Sequence checkpoints that take faces read their recordings
+of the group (``gan.inference.predict_corrupted``). Every checkpoint with an AEG is also scored without its cleaning
+pass (the CD on the corrupted face, with that face's ``z``): rows labelled ``<label> no-AEG``, whose difference to
+the AEG path says how much of the robustness the cleaning itself gives. Sequence checkpoints that take faces read their recordings
 with the corruption applied to every crop (``training.sequence_inputs``); sequence checkpoints without faces
 are refused, since no corruption reaches them.
 """
@@ -32,7 +34,7 @@ from gan.checkpoint import inference_model, load_checkpoint, system_name
 from gan.inference import DegradedReference, Predictions, predict_corrupted
 from gan.models import ALN
 from runconfig import ConfigError, RunConfig, build_config
-from scoring.robustness_summary import markdown_report, write_report
+from scoring.robustness_summary import NO_AEG, markdown_report, write_report
 from training.sequence_inputs import SequencePredictor
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ class Entry:
     cfg: RunConfig
     standardiser: AudioStandardiser
     model: ALN | SequencePredictor
+    cleans: bool = True   # False: the no-AEG path of an ALN with an AEG (its CD on the corrupted face itself)
 
 
 @dataclass
@@ -101,7 +104,8 @@ def _aln_group(members: list[Entry], split: str, device: torch.device, selected:
     started = time.perf_counter()
     for condition, batches in itertools.groupby(loader, key=lambda batch: batch["condition"][0]):
         artefact, severity = selected[condition]
-        preds, reference = predict_corrupted(models, batches, device, cfg.train.amp, cfg.train.restoration_every)
+        preds, reference = predict_corrupted(models, batches, device, cfg.train.amp, cfg.train.restoration_every,
+                                             [m.cleans for m in members])
         seconds = (time.perf_counter() - started) / len(members)
         log.info("%s %d: %d checkpoint(s), %d frames, %.1f s", artefact, severity, len(members),
                  len(preds[0].gold), seconds * len(members))
@@ -124,13 +128,14 @@ def _checkpoint_labels(paths: list[str]) -> list[str]:
     return labels if len(set(labels)) == len(labels) else [str(p) for p in paths]
 
 
-def _robustness_key(path: str, ckpt: dict, split: str, protocol: str) -> str:
-    """What a stored robustness row depends on: the checkpoint file as it is now, the split and the protocol's
-    severities (a retrained checkpoint or a changed table makes the row stale)."""
+def _robustness_key(path: str, ckpt: dict, split: str, protocol: str, cleans: bool = True) -> str:
+    """What a stored robustness row depends on: the checkpoint file as it is now, the path through it (with or
+    without the cleaning pass), the split and the protocol's severities (a retrained checkpoint or a changed table
+    makes the row stale)."""
     stat = Path(path).stat()
-    return json.dumps({"path": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                       "step": int(ckpt["step"]), "split": split, "protocol": protocol,
-                       "severities": severity_table()}, sort_keys=True)
+    key = {"path": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+           "step": int(ckpt["step"]), "split": split, "protocol": protocol, "severities": severity_table()}
+    return json.dumps(key if cleans else {**key, "no_aeg": True}, sort_keys=True)
 
 
 def _stored_rows(path: Path) -> dict[tuple[str, str, int], dict]:
@@ -166,10 +171,14 @@ def robustness_report(paths: list[str], overrides: list[str], split: str | None,
         standardiser = AudioStandardiser.from_state_dict(ckpt["audio_stats"])
         system = ckpt.get("system", "aln")
         model = inference_model(ckpt, device, cfg.train.channels_last) if system == "aln" else SequencePredictor(ckpt, cfg, standardiser)
+        about = {"path": str(path), "step": int(ckpt["step"]), "dataset": cfg.data.dataset}
         entries.append(Entry(label, cfg, standardiser, model))
-        checkpoints.append(ckpt)
-        described.append({"label": label, "path": str(path), "variant": system_name(ckpt), "step": int(ckpt["step"]),
-                          "dataset": cfg.data.dataset})
+        checkpoints.append((path, ckpt))
+        described.append({"label": label, "variant": system_name(ckpt), **about})
+        if isinstance(model, ALN) and model.aeg is not None:   # is it the cleaning? the same CD without it
+            entries.append(Entry(label + NO_AEG, cfg, standardiser, model, cleans=False))
+            checkpoints.append((path, ckpt))
+            described.append({"label": label + NO_AEG, "variant": system_name(ckpt) + NO_AEG, **about})
     datasets = {(e.cfg.data.dataset, str(resolve_root(e.cfg.data))) for e in entries}
     if len(datasets) > 1:
         raise ConfigError(f"--robustness compares checkpoints on one dataset; these evaluate {sorted(datasets)} "
@@ -183,7 +192,8 @@ def robustness_report(paths: list[str], overrides: list[str], split: str | None,
         Path(os.path.commonpath([str(Path(p).resolve().parent) for p in paths])) / f"robustness-{split}"
     out.mkdir(parents=True, exist_ok=True)
     selected = [c for c in conditions() if c[1] == 0 or not artefacts or c[0] in artefacts]
-    keys = {e.label: _robustness_key(p, c, split, protocol) for e, p, c in zip(entries, paths, checkpoints, strict=True)}
+    keys = {e.label: _robustness_key(p, c, split, protocol, e.cleans) for e, (p, c) in zip(entries, checkpoints,
+                                                                                          strict=True)}
     stored = _stored_rows(out / "rows.jsonl")
     todo = {e.label: [c for c in selected if (keys[e.label], *c) not in stored] for e in entries}
     reused = sum(len(selected) - len(t) for t in todo.values())

@@ -6,7 +6,7 @@ Batches are dicts of tensors (the sample contract); predictions follow the test-
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -208,7 +208,8 @@ def predict_batches(model: ALN, batches: Iterable[dict], device: torch.device, a
 
 @torch.no_grad()
 def predict_corrupted(models: list[ALN], batches: Iterable[dict], device: torch.device, amp: bool = True,
-                      restoration_every: int = 1) -> tuple[list[Predictions], DegradedReference | None]:
+                      restoration_every: int = 1, cleans: Sequence[bool] | None = None
+                      ) -> tuple[list[Predictions], DegradedReference | None]:
     """The test-time path of several models on the same faces: one pass of the data for all of them.
 
     The robustness protocol reads and corrupts each frame once and hands the batch to every model. A model's
@@ -216,7 +217,12 @@ def predict_corrupted(models: list[ALN], batches: Iterable[dict], device: torch.
     whose predictions are then exactly :func:`predict_batches`' headline ones). Per model: V/A on every frame and,
     for models with an AEG, PSNR/SSIM of its output against the clean face (every ``restoration_every``-th
     frame, as validation does); the returned reference is the input's own PSNR/SSIM (None when clean).
+
+    ``cleans[k]`` False scores model ``k`` without its cleaning pass: the CD on the input itself, with the ``z`` of
+    that input (the no-AEG path; validation's ``degraded_no_aeg`` view). A model may be listed twice, once each
+    way; its AEG then runs once per batch.
     """
+    cleans = [True] * len(models) if cleans is None else list(cleans)
     states = [m.training for m in models]
     for m in models:
         m.eval()
@@ -234,10 +240,13 @@ def predict_corrupted(models: list[ALN], batches: Iterable[dict], device: torch.
             corrupted = "face_degraded" in batch
             inp = batch["face_degraded"] if corrupted else face
             with autocast(device, amp):
+                cleaned: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
                 for k, model in enumerate(models):
-                    restored, z = model.clean(inp)
-                    preds[k].append(model.critic(restored, z, audio)[1].float())
-                    if model.aeg is not None:
+                    if id(model) not in cleaned:
+                        cleaned[id(model)] = model.clean(inp)
+                    restored, z = cleaned[id(model)]
+                    preds[k].append(model.critic(restored if cleans[k] else inp, z, audio)[1].float())
+                    if model.aeg is not None and cleans[k]:
                         sums[k].add(face.float(), inp.float(), restored)
             if corrupted:
                 reference.add(face.float(), inp.float(), None)

@@ -24,6 +24,7 @@ from scoring.plots import markdown_table, plt, save_figure
 ROW_KEYS = ("checkpoint", "artefact", "severity", "ccc_valence", "ccc_arousal", "psnr_degraded", "psnr_restored",
             "ssim_degraded", "ssim_restored")
 DIMS = ("valence", "arousal")
+NO_AEG = " no-AEG"   # label and variant suffix of a checkpoint scored without its cleaning pass (the no-AEG path)
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -63,7 +64,7 @@ def summarise(rows: list[dict], trained: Sequence[str], variants: dict[str, str]
         for group in ("trained", "unseen", "all"):
             per_variant[variant][group] = {key: _spread([s[group][key] for s in mine]) for key in mine[0][group]}
         per_variant[variant]["clean"] = {d: _spread([s["clean"][d] for s in mine]) for d in DIMS}
-    return {"checkpoints": per_checkpoint, "variants": per_variant}
+    return {"checkpoints": per_checkpoint, "variants": per_variant, "cleaning_gain": cleaning_gain(rows, variants)}
 
 
 def _spread(values: list[float | None]) -> dict | None:
@@ -85,6 +86,23 @@ def variant_curves(rows: list[dict], variants: dict[str, str]) -> list[dict]:
             if mine:
                 out.append({"variant": variant, "artefact": artefact, "severity": severity,
                             **{k: _spread([r[k] for r in mine]) for k in keys}})
+    return out
+
+
+def cleaning_gain(rows: list[dict], variants: dict[str, str]) -> list[dict]:
+    """AEG path minus no-AEG path, CCC per dimension, per (artefact, severity), as mean ± std over each variant's
+    checkpoints: what the cleaning pass itself adds, the CD and its training being the same."""
+    by_key = {(r["checkpoint"], r["artefact"], r["severity"]): r for r in rows}
+    out = []
+    for variant in dict.fromkeys(v for v in variants.values() if not v.endswith(NO_AEG)):
+        paired = [c for c, v in variants.items() if v == variant and c + NO_AEG in variants]
+        for artefact, severity in dict.fromkeys((r["artefact"], r["severity"]) for r in rows):
+            diffs = {d: [by_key[(c, artefact, severity)][f"ccc_{d}"] - by_key[(c + NO_AEG, artefact, severity)][f"ccc_{d}"]
+                         for c in paired if (c, artefact, severity) in by_key and (c + NO_AEG, artefact, severity) in by_key]
+                     for d in DIMS}
+            if diffs["valence"]:
+                out.append({"variant": variant, "artefact": artefact, "severity": severity,
+                            **{f"gain_{d}": _spread(diffs[d]) for d in DIMS}})
     return out
 
 
@@ -116,6 +134,13 @@ def markdown_report(rows: list[dict], summary: dict, variants: dict[str, str], s
                                         _pm(c["ccc_arousal"], 3), _pm(c["psnr_degraded"], 2),
                                         _pm(c["psnr_restored"], 2), _pm(c["ssim_degraded"], 3),
                                         _pm(c["ssim_restored"], 3)]) + " |")
+    gains = cleaning_gain(rows, variants)
+    if gains:
+        parts += [*lines, "", "## Cleaning: the AEG path minus the no-AEG path (CCC; mean ± std over checkpoints; "
+                  "> 0: the cleaning pass helps)", ""]
+        lines = ["| variant | artefact | severity | ΔCCC V | ΔCCC A |", "|---|---|---|---|---|"]
+        lines += [f"| {g['variant']} | {g['artefact']} | {g['severity']} | {_pm(g['gain_valence'], 3)} | "
+                  f"{_pm(g['gain_arousal'], 3)} |" for g in gains]
     parts += [*lines, "", "## Per checkpoint", "",
               markdown_table([{"checkpoint": c, "variant": variants[c], **{f"{g} {k}": s[g][k] for g in
                                                                           ("trained", "unseen")

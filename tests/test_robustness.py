@@ -40,10 +40,11 @@ def test_robustness_rows_summary_files_and_the_clean_row_is_the_clean_evaluation
     assert evaluate.main(["--checkpoint", *checkpoints, "--robustness", "--artefacts", *ARTEFACTS,
                           "--out", str(out)]) == 0
     report = _report(out)
-    assert [c["label"] for c in report["checkpoints"]] == ["aeg_cd_sz-run", "disc-run"]
-    assert [c["variant"] for c in report["checkpoints"]] == ["aeg_cd_sz", "disc"]
+    # every checkpoint with an AEG is scored on two paths: cleaned (the test-time path) and its no-AEG twin
+    assert [c["label"] for c in report["checkpoints"]] == ["aeg_cd_sz-run", "aeg_cd_sz-run no-AEG", "disc-run"]
+    assert [c["variant"] for c in report["checkpoints"]] == ["aeg_cd_sz", "aeg_cd_sz no-AEG", "disc"]
     rows = report["results"]
-    assert len(rows) == 2 * (1 + 5 * len(ARTEFACTS))
+    assert len(rows) == 3 * (1 + 5 * len(ARTEFACTS))
     assert set(rows[0]) == set(ROW_KEYS)
     by = {(r["checkpoint"], r["artefact"], r["severity"]): r for r in rows}
 
@@ -65,6 +66,18 @@ def test_robustness_rows_summary_files_and_the_clean_row_is_the_clean_evaluation
         assert all(by[("aeg_cd_sz-run", artefact, s)]["psnr_restored"] > 0 for s in range(1, 6))
         assert all(by[("disc-run", artefact, s)]["psnr_restored"] is None for s in range(1, 6))
     assert by[("aeg_cd_sz-run", "clean", 0)]["psnr_degraded"] is None
+    # the no-AEG path has no restoration, sees the same corrupted faces, and predicts otherwise
+    assert all(by[("aeg_cd_sz-run no-AEG", a, s)]["psnr_restored"] is None for a in ARTEFACTS for s in range(1, 6))
+    assert by[("aeg_cd_sz-run no-AEG", "noise", 5)]["psnr_degraded"] == by[("aeg_cd_sz-run", "noise", 5)]["psnr_degraded"]
+    assert by[("aeg_cd_sz-run no-AEG", "noise", 5)]["ccc_valence"] != by[("aeg_cd_sz-run", "noise", 5)]["ccc_valence"]
+    # the cleaning gain is the AEG row minus its no-AEG twin, per artefact and severity
+    gains = {(g["artefact"], g["severity"]): g for g in report["summary"]["cleaning_gain"]}
+    assert {g["variant"] for g in report["summary"]["cleaning_gain"]} == {"aeg_cd_sz"} and len(gains) == 11
+    for (artefact, severity), gain in gains.items():
+        for dim in ("valence", "arousal"):
+            expected = (by[("aeg_cd_sz-run", artefact, severity)][f"ccc_{dim}"]
+                        - by[("aeg_cd_sz-run no-AEG", artefact, severity)][f"ccc_{dim}"])
+            assert gain[f"gain_{dim}"] == {"mean": pytest.approx(expected, abs=1e-12), "std": 0.0, "n": 1}
     # corruptions change the predictions
     assert by[("disc-run", "noise", 5)]["ccc_valence"] != by[("disc-run", "clean", 0)]["ccc_valence"]
 
@@ -85,6 +98,7 @@ def test_robustness_rows_summary_files_and_the_clean_row_is_the_clean_evaluation
     assert len(table) == len(rows) and float(table[0]["ccc_valence"]) == pytest.approx(rows[0]["ccc_valence"])
     markdown = (out / "robustness.md").read_text()
     assert "## Severities" in markdown and "| aeg_cd_sz | noise | 5 |" in markdown
+    assert "## Cleaning: the AEG path minus the no-AEG path" in markdown
     for plot in ("ccc_vs_severity.png", "psnr_vs_severity.png"):
         assert (out / "plots" / plot).stat().st_size > 10_000
 
@@ -136,3 +150,28 @@ def test_sequence_models_that_read_faces_are_scored_and_the_others_refused(demo_
     assert evaluate.main(["--checkpoint", str(audio_only / "last.pt"), "--robustness", "--out",
                           str(tmp_path / "no")]) != 0
     assert "reads no faces" in capsys.readouterr().err
+
+
+def test_the_no_aeg_path_is_the_cd_on_the_corrupted_face_with_its_own_z():
+    """``predict_corrupted`` with a model listed twice: cleaned, then not; the second is CD(input, z(input))."""
+    import torch
+
+    from gan.inference import predict_corrupted
+    from gan.models import ALN, ModelConfig
+    torch.manual_seed(0)
+    model = ALN(ModelConfig(variant="aeg_cd_sz", image_size=32, g_conv_dim=4, g_res_blocks=1, d_conv_dim=4), 6).eval()
+    g = torch.Generator().manual_seed(1)
+    batches = [{"face": torch.rand(4, 3, 32, 32, generator=g) * 2 - 1,
+                "face_degraded": torch.rand(4, 3, 32, 32, generator=g) * 2 - 1,
+                "audio": torch.randn(4, 6, generator=g), "va": torch.rand(4, 2, generator=g) * 2 - 1,
+                "video": ["v"] * 4, "frame": torch.arange(1, 5) + 4 * k} for k in range(2)]
+    (cleaned, plain), reference = predict_corrupted([model, model], batches, torch.device("cpu"), amp=False,
+                                                    cleans=[True, False])
+    with torch.no_grad():
+        direct = torch.cat([model.critic(b["face_degraded"], model.clean(b["face_degraded"])[1], b["audio"])[1]
+                            for b in batches])
+        test_time = torch.cat([model.predict(b["face_degraded"], b["audio"]) for b in batches])
+    np.testing.assert_allclose(plain.pred, direct.numpy(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(cleaned.pred, test_time.numpy(), rtol=0, atol=1e-6)
+    assert not np.allclose(plain.pred, cleaned.pred)
+    assert cleaned.psnr_restored is not None and plain.psnr_restored is None and reference is not None
