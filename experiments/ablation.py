@@ -8,6 +8,7 @@ CD sees, not in how long it learnt; the AEG's denoising pre-training (D iteratio
 for the variants that have an AEG, as in the paper (§III-E, §V):
 
 * ``disc`` — the CD alone on clean faces: C iterations, one stage;
+* ``disc_aug`` — the CD alone on the degradation mix the AEG variants' generator sees (plain augmentation): the same;
 * ``aeg_cd`` — denoise D, then the adversarial pair for C iterations;
 * ``aeg_cd_sz`` — denoise D, then ``aeg_cd`` and ``aeg_cd_sz`` sharing the C iterations in the preset's ratio
   (the demo preset: 300 : 900, so a quarter of C for ``aeg_cd``).
@@ -35,7 +36,8 @@ import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-VARIANTS = ("disc", "aeg_cd", "aeg_cd_sz")
+VARIANTS = ("disc", "disc_aug", "aeg_cd", "aeg_cd_sz")
+WITHOUT_AEG = ("disc", "disc_aug")
 COLUMNS = (("ccc_valence", "CCC V"), ("ccc_arousal", "CCC A"), ("deg_ccc_valence", "CCC V (degraded in)"),
            ("deg_ccc_arousal", "CCC A (degraded in)"), ("psnr_restored", "PSNR restored"),
            ("psnr_degraded", "PSNR degraded"), ("ssim_restored", "SSIM restored"), ("ssim_degraded", "SSIM degraded"))
@@ -60,8 +62,8 @@ def stages_for(variant: str, preset_stages: list[dict], critic: int, denoise: in
     The denoise stage keeps the preset's other settings (its learning rate); ``aeg_cd_sz`` spends
     ``aeg_cd_part`` of the critic iterations in ``aeg_cd`` first, as the preset does.
     """
-    if variant == "disc":
-        return [{"variant": "disc", "steps": 0}], critic
+    if variant in WITHOUT_AEG:
+        return [{"variant": variant, "steps": 0}], critic
     preset_denoise = next((s for s in preset_stages if s["variant"] == "denoise"), {"variant": "denoise"})
     stages = [{**{k: v for k, v in preset_denoise.items() if k != "share"}, "steps": denoise}] if denoise else []
     if variant == "aeg_cd_sz" and aeg_cd_part > 0:
@@ -99,9 +101,9 @@ def run_one(variant: str, seed: int, args: argparse.Namespace, preset: dict, thr
     return {"variant": variant, "seed": seed, "step": m["step"], "checkpoint": str(run_dir / "last.pt"),
             "ccc_valence": m["valence"]["ccc"], "ccc_arousal": m["arousal"]["ccc"],
             "deg_ccc_valence": deg.get("valence", {}).get("ccc"), "deg_ccc_arousal": deg.get("arousal", {}).get("ccc"),
-            "psnr_restored": rest.get("psnr_restored") if variant != "disc" else None,
+            "psnr_restored": rest.get("psnr_restored") if variant not in WITHOUT_AEG else None,
             "psnr_degraded": rest.get("psnr_degraded"),
-            "ssim_restored": rest.get("ssim_restored") if variant != "disc" else None,
+            "ssim_restored": rest.get("ssim_restored") if variant not in WITHOUT_AEG else None,
             "ssim_degraded": rest.get("ssim_degraded")}
 
 
