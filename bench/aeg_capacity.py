@@ -1,6 +1,6 @@
 """What a wider AEG costs on this machine: denoise training step and inference, widths 16 / 32 / 64 side by side.
 
-    python bench/aeg_capacity.py [--rounds 3] [--steps 4] [--batch 16] [--image-size 64] [--threads 0]
+    python -m bench.aeg_capacity [--rounds 3] [--steps 4] [--batch 16] [--image-size 64] [--threads 0]
 
 The demo AEG (width 16, 2 residual blocks), a middle one (32, 4) and the paper's StarGAN size (64, 6) are timed in
 interleaved rounds (every width once per round), so a machine shared with other jobs slows them alike and the
@@ -15,13 +15,10 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from gan.models import AEG  # noqa: E402
+from gan.models import AEG
 
 SIZES = ((16, 2), (32, 4), (64, 6))
 

@@ -1,6 +1,6 @@
 """Benchmark: training throughput of the data-parallel step with 1 and with N processes, side by side.
 
-    python bench/data_parallel.py [--size demo|paper] [--image 64] [--batch 32] [--steps 6] [--processes 1 2]
+    python -m bench.data_parallel [--size demo|paper] [--image 64] [--batch 32] [--steps 6] [--processes 1 2]
 
 Each configuration runs the project's iteration (``training.stepper.ALNStepper``: D step with WGAN-GP,
 G step every iteration, gradients averaged over processes after each backward) on one fixed global
@@ -21,8 +21,14 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from train_step import AUDIO_DIM, SIZES, fixed_batch, project_stepper  # bench/train_step.py, beside this file
 
+from bench.cli import chosen_device, device_option
+from bench.train_step import (  # bench/train_step.py, beside this file
+    AUDIO_DIM,
+    SIZES,
+    fixed_batch,
+    project_stepper,
+)
 from training.distributed import Distributed
 
 
@@ -72,10 +78,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32, help="the global batch")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    device_option(parser)
     args = parser.parse_args()
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    args.device = chosen_device(args.device).type   # each process takes its own GPU (cuda:rank)
     if args.device == "cuda":
         args.processes = [n for n in args.processes if n <= torch.cuda.device_count()]
     args.gp_every, args.cycles = 1, 1

@@ -1,6 +1,6 @@
 """Benchmark: the training data pipeline against pure JPEG decoding of the same files, in one run.
 
-    python bench/data_pipeline.py [--samples 2000] [--image-size 64] [--workers 0 1 2]
+    python -m bench.data_pipeline [--samples 2000] [--image-size 64] [--workers 0 1 2]
 
 Rows: ``cv2.imdecode`` of the crop files alone (the floor); one training sample built in-process
 (decode + degradations + resize + tensors + audio row); and full batches from the training DataLoader with

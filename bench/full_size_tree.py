@@ -1,6 +1,6 @@
 """A synthetic Aff-Wild2 tree at real size, built in seconds from the demo's crops with hard links.
 
-    python bench/full_size_tree.py OUT [--videos 560] [--frames 2800000] [--val-share 0.15] [--seed 0]
+    python -m bench.full_size_tree OUT [--videos 560] [--frames 2800000] [--val-share 0.15] [--seed 0]
                                        [--min-frames 73] [--max-frames 47000] [--face-gap 0.04] [--invalid 0.01]
 
 Why: every speed and memory figure of the project was measured on the 9.6 k-frame demo, and Aff-Wild2 is
@@ -35,12 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from bench.cli import write_report
+from data.datasets.affwild2 import EDITIONS, read_va_annotation
+from data.samples.loaders import DataConfig, resolve_root
 
-from data.datasets.affwild2 import EDITIONS, read_va_annotation  # noqa: E402
-from data.samples.loaders import DataConfig, resolve_root  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 FOLDER, SUBFOLDERS = EDITIONS["abaw_later"]
 MANIFEST = "tree.json"
@@ -148,7 +147,7 @@ def build_tree(out: Path, spec: TreeSpec, log=print) -> dict:
     manifest = {"spec": asdict(spec), "videos": int(spec.videos), "frames": int(counts.sum()), "crops": crops,
                 "split_frames": split_frames, "min_frames": int(counts.min()), "max_frames": int(counts.max()),
                 "build_seconds": round(time.perf_counter() - start, 1)}
-    manifest_path.write_text(json.dumps(manifest, indent=2))
+    write_report(manifest_path, manifest)
     log(f"built {out}: {manifest['videos']} videos, {manifest['frames']:,} frames, {crops:,} crops "
         f"(val {split_frames['val']:,} frames) in {manifest['build_seconds']} s")
     return manifest

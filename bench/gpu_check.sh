@@ -69,7 +69,7 @@ else
     SUMMARY+=("SKIP torchrun (one GPU)")
 fi
 if [ "$(left)" -gt 60 ]; then
-    part scale "$(left)" python bench/scale.py --tree "$TREE" --networks paper --val-frames 8192 --workers 4 8
+    part scale "$(left)" python -m bench.scale --tree "$TREE" --networks paper --val-frames 8192 --workers 4 8
 else
     SUMMARY+=("SKIP scale (under 60 s left)")
 fi

@@ -24,6 +24,7 @@ import warnings
 
 import torch
 
+from bench.cli import chosen_device, device_option
 from gan.inference import autocast, tune_for_fixed_shapes
 from gan.stages import plan_stages
 from runconfig import load_config
@@ -38,7 +39,7 @@ def preset_stepper(device: torch.device, amp: bool, overrides: tuple[str, ...] =
     plan = plan_stages(cfg.train.stages, cfg.model.variant, cfg.train.max_steps)
     torch.manual_seed(0)
     balance = torch.ones(2, cfg.loss.balance_bins) / cfg.loss.balance_bins
-    stepper = ALNStepper(cfg, AUDIO_DIM, balance, device)
+    stepper = ALNStepper(cfg.train, cfg.model, cfg.loss, cfg.seed, AUDIO_DIM, balance, device)
     stepper.build_stage(plan[-1])
     return stepper
 
@@ -152,14 +153,14 @@ PARTS = {"syncs": syncs, "precision": precision, "timing": timing}
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("part", choices=sorted(PARTS))
-    p.add_argument("--device", default="cuda")
+    device_option(p, default="cuda")
     p.add_argument("--iterations", type=int, default=50)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override of the preset (e.g. model.g_conv_dim=8 to check the script on a CPU)")
     p.add_argument("--tolerance", type=float, default=0.05, help="largest relative bf16-vs-fp32 difference")
     args = p.parse_args(argv)
-    device = torch.device(args.device)
+    device = chosen_device(args.device)
     tune_for_fixed_shapes(device)
     try:
         ok, summary = PARTS[args.part](device, args)

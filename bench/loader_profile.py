@@ -1,9 +1,9 @@
 """Benchmark: where one training sample's time goes, per worker, and DataLoader samples/s per store, in one run.
 
-    python bench/loader_profile.py TREE [--samples 2000] [--image-size 128] [--batch 32] [--workers 0 1 2]
+    python -m bench.loader_profile TREE [--samples 2000] [--image-size 128] [--batch 32] [--workers 0 1 2]
                                         [--cold] [--stores jpeg packed] [--seed 0]
 
-TREE is an Aff-Wild2-layout root, e.g. the full-size synthetic one of ``python bench/full_size_tree.py TREE``
+TREE is an Aff-Wild2-layout root, e.g. the full-size synthetic one of ``python -m bench.full_size_tree TREE``
 (2.7 M crops in 560 folders; audio is off, as it is a per-video cost cached at preprocessing, not a per-sample
 one). The samples are the first ``--samples`` keys (index, seed) of the training stream (``seed``), i.e. random
 frames over all training videos, at the paper's image size (128 by default).
@@ -27,7 +27,6 @@ import argparse
 import gc
 import itertools
 import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,13 +34,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from data.samples.dataset import _JPEG_END, AffectFrameDataset, decode_rgb, to_tensor  # noqa: E402
-from data.samples.degrade import ARTEFACTS  # noqa: E402
-from data.samples.loaders import (  # noqa: E402
+from data.samples.dataset import _JPEG_END, AffectFrameDataset, decode_rgb, to_tensor
+from data.samples.degrade import ARTEFACTS
+from data.samples.loaders import (
     DataConfig,
     ResumableShuffleSampler,
     SplitData,
@@ -50,7 +45,9 @@ from data.samples.loaders import (  # noqa: E402
     load_split,
     train_loader,
 )
-from data.samples.packed import STORE_DIR, PackedCrops  # noqa: E402
+from data.samples.packed import STORE_DIR, PackedCrops
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def drop_caches() -> bool:

@@ -1,6 +1,6 @@
 """Benchmark: official scoring of 3 million frames (target: under 2 s), side by side with a NumPy floor.
 
-    python bench/official_scoring.py [--frames 3000000] [--recordings 500] [--files]
+    python -m bench.official_scoring [--frames 3000000] [--recordings 500] [--files]
 
 Rows: the ABAW protocol (validity mask, population CCC/PCC/RMSE for V and A) and the AVEC 2019 protocol
 (per-culture and joint CCC/PCC/RMSE for three dimensions) on in-memory arrays split into recordings, and
@@ -12,7 +12,6 @@ command-line path on an ABAW single prediction file of the same size written to 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -64,7 +63,6 @@ def main() -> None:
     rows.append(("floor: np.corrcoef per dimension", time.perf_counter() - start))
 
     if args.files:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the entry point evaluate.py
         import evaluate
         from data.formats.abaw_submission import write_predictions
 

@@ -1,6 +1,6 @@
 """Benchmark: raw-video preprocessing throughput per landmark backend, side by side in one run.
 
-    python bench/prepare_bench.py [--frames 90] [--width 640] [--height 360] [--threads 1] [--every 1 3]
+    python -m bench.prepare_bench [--frames 90] [--width 640] [--height 360] [--threads 1] [--every 1 3]
 
 Generates a short video of a real face (scikit-image's astronaut photo panning across a 640x360 frame,
 h264 + AAC tone, i.e. a typical Aff-Wild2 YouTube resolution) and times, in frames per second:

@@ -1,6 +1,6 @@
 """What ``evaluate.py --robustness`` costs at Aff-Wild2 size: measured host side, projected GPU side.
 
-    python bench/robustness_scale.py --tree /tmp/aln-full [--frames 512] [--workers 0 1] [--gpu-tflops 150]
+    python -m bench.robustness_scale --tree /tmp/aln-full [--frames 512] [--workers 0 1] [--gpu-tflops 150]
 
 On the synthetic full-size tree of ``bench/full_size_tree.py`` (392,683 validation frames, real layout):
 * the validation split's index (what a robustness run does once per group of checkpoints);
@@ -21,13 +21,12 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from bench.scale import AUDIO_DIM, IMAGE_SIZE, _model
+from bench.train_step import count_flops
+from data.samples.corruptions import Corruption, conditions
+from data.samples.loaders import DataConfig, condition_loader, load_split
 
-from bench.scale import AUDIO_DIM, IMAGE_SIZE, _model  # noqa: E402
-from bench.train_step import count_flops  # noqa: E402
-from data.samples.corruptions import Corruption, conditions  # noqa: E402
-from data.samples.loaders import DataConfig, condition_loader, load_split  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """Benchmark: ALN at Aff-Wild2 size — start-up, memory, loader, validation and evaluation, and the preset's time.
 
-    python bench/scale.py [--tree /tmp/aln-full] [--videos 560] [--frames 2800000] [--networks demo paper]
+    python -m bench.scale [--tree /tmp/aln-full] [--videos 560] [--frames 2800000] [--networks demo paper]
                           [--val-frames 1024] [--workers 0 1 2] [--gpu-tflops 150] [--skip start,loader,...]
 
 It builds (or reuses) a synthetic Aff-Wild2 tree of real size with ``bench/full_size_tree.py`` and prints, for
@@ -13,16 +13,15 @@ at the paper preset's 128 px:
 * **loader**: training samples/s that the DataLoader delivers with k workers, against what one step consumes;
 * **validation**: per frame, on the first ``--val-frames`` validation frames: the forward passes alone (2 AEG +
   4 CD passes per frame on batches already in memory), the validation as it is now (first pass, and later
-  passes that reuse the fixed degraded faces' scores), and the validation as it was before (PSNR/SSIM in
-  NumPy on the host, per batch); the difference to the forward passes is the overhead the networks do not
-  explain. Printed as ms per frame and seconds per 10 k frames;
+  passes that reuse the fixed degraded faces' scores); the difference to the forward passes is the overhead
+  the networks do not explain. Printed as ms per frame and seconds per 10 k frames. (The former validation pass,
+  PSNR/SSIM in NumPy on the host, was measured beside it until that migration ended; it is retired.)
 * **evaluate**: ``evaluate.py --split val`` of a freshly initialised checkpoint, seconds per 10 k frames, in a
   fresh process (start-up included);
 * **projection**: the Aff-Wild2 preset's wall time, training iterations against validations, on a GPU. The FLOPs
   per iteration and per validation frame are counted (torch's FlopCounterMode); the GPU's effective throughput
   (``--gpu-tflops``) is an assumption, so these figures are marked *projected*; a GPU run replaces them
-  (``bench/gpu_check.sh``). The host-side costs (data loading, and before this change the NumPy metrics) are
-  measured here and do not shrink on a GPU.
+  (``bench/gpu_check.sh``). The host-side cost (data loading) is measured here and does not shrink on a GPU.
 
 Timings only: nothing is asserted. A run at full size takes about 15-25 minutes on 2 cores (most of it the
 paper networks' forward passes on the CPU); ``--frames 280000 --videos 56`` is a quick look.
@@ -39,17 +38,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from bench.full_size_tree import TreeSpec, build_tree  # noqa: E402
-from bench.scale_reference import legacy_predict_batches  # noqa: E402
-from bench.validation_share import preset_share  # noqa: E402
-from data.samples.loaders import (  # noqa: E402
+from bench.cli import chosen_device, device_option, write_report
+from bench.full_size_tree import TreeSpec, build_tree
+from bench.validation_share import preset_share
+from data.samples.loaders import (
     DataConfig,
     build_dataset,
     collate,
@@ -58,8 +52,10 @@ from data.samples.loaders import (  # noqa: E402
     scoring_dataset,
     train_loader,
 )
-from gan.inference import DegradedReference, autocast, predict_batches  # noqa: E402
-from gan.models import ALN, ModelConfig  # noqa: E402
+from gan.inference import DegradedReference, autocast, predict_batches
+from gan.models import ALN, ModelConfig
+
+REPO = Path(__file__).resolve().parents[1]
 
 NETWORKS = {"demo": dict(g_conv_dim=16, g_res_blocks=2, d_conv_dim=16),
             "paper": dict(g_conv_dim=64, g_res_blocks=6, d_conv_dim=64)}
@@ -233,16 +229,7 @@ def validation_section(tree: Path, networks: str, frames: int, batch_size: int, 
     timed("now: later validations", lambda: predict_batches(
         model, eval_loader(dataset, batch_size, workers), device, degraded_reference=reference,
         restoration_every=every))
-    # the former pass is slow (NumPy SSIM on the host): timed on at most 1024 of the frames
-    legacy = torch.utils.data.Subset(dataset, range(min(frames, 1024)))
-    old = timed("before: every validation", lambda: legacy_predict_batches(
-        model, eval_loader(legacy, batch_size, 0), device), n=len(legacy))
-    # every frame of the same subset, for the agreement with the former pass
-    first = predict_batches(model, in_memory[:len(range(0, len(legacy), batch_size))], device)
-    agreement = {k: abs(getattr(first, k) - old[k]) for k in ("psnr_restored", "psnr_degraded",
-                                                              "ssim_restored", "ssim_degraded")}
-    agreement["pred"] = float(np.abs(first.pred - old["pred"]).max())
-    return {"ms_per_frame": timings, "agreement": agreement}
+    return {"ms_per_frame": timings}
 
 
 def evaluate_section(tree: Path, networks: str, workers: int) -> dict:
@@ -300,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--networks", nargs="+", choices=list(NETWORKS), default=["demo", "paper"])
     p.add_argument("--val-frames", type=int, default=1024, help="validation frames timed (paper networks: /4)")
     p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--device", default="auto", help="auto (CUDA when there is one) | cpu | cuda")
+    device_option(p)
     p.add_argument("--val-workers", type=int, default=-1,
                    help="loader workers of the timed validation (default: 0 on the CPU, 8 on CUDA as the preset)")
     p.add_argument("--gpu-tflops", type=float, default=150.0,
@@ -310,8 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     skip = set(filter(None, a.skip.split(",")))
     torch.set_num_threads(os.cpu_count() or 1)
-    device = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if a.device == "auto" else a.device)
+    device = chosen_device(a.device)
     on_gpu = device.type == "cuda"
     val_workers = a.val_workers if a.val_workers >= 0 else (8 if on_gpu else 0)
     manifest = build_tree(a.tree, TreeSpec(videos=a.videos, frames=a.frames))
@@ -345,9 +331,6 @@ def main(argv: list[str] | None = None) -> int:
             for name, value in ms.items():
                 beyond = "" if name == "forward passes alone" else f"{value - forward:.2f} ms"
                 print(f"  {name:<28}{value:>10.2f}{value * 10:>11.1f}{beyond:>16}")
-            ag = r["agreement"]
-            print(f"  now vs before: |dPSNR| {max(ag['psnr_restored'], ag['psnr_degraded']):.1e} dB, "
-                  f"|dSSIM| {max(ag['ssim_restored'], ag['ssim_degraded']):.1e}, |dV/A| {ag['pred']:.1e}")
     if "evaluate" not in skip:
         small = a.tree.with_name(a.tree.name + "-10k")
         made = build_tree(small, TreeSpec(videos=40, frames=10_000))
@@ -367,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     if "projection" not in skip:
         projection(report, a, on_gpu)
     out = Path(tempfile.gettempdir()) / "aln-scale.json"
-    out.write_text(json.dumps({k: v for k, v in report.items()}, indent=2, default=str))
+    write_report(out, report)
     print(f"\nall figures: {out}")
     return 0
 
@@ -380,11 +363,11 @@ def projection(report: dict, a, on_gpu: bool) -> None:
         print("\nAff-Wild2 preset on this GPU (MEASURED: s/step of train.py and ms/frame of validation above):")
         print(f"  training iterations: {train_s / 3600:.1f} h ({PRESET_STEPS:,} at the GAN iteration's "
               f"{report['start_paper']['s_per_step']:.3f} s)")
-        for label, key in (("before", "before: every validation"), ("now", "now: later validations")):
-            total = PRESET_VALIDATIONS * AFFWILD2_VAL_FRAMES * ms[key] / 1e3
-            report.setdefault("measured", {})[f"validation_{label}_h"] = total / 3600
-            print(f"  validation {label:6s}: {ms[key]:.3f} ms/frame -> {total / 3600:5.1f} h for {PRESET_VALIDATIONS} "
-                  f"validations of {AFFWILD2_VAL_FRAMES:,} frames = {100 * total / train_s:.0f} % of the training time")
+        key = "now: later validations"
+        total = PRESET_VALIDATIONS * AFFWILD2_VAL_FRAMES * ms[key] / 1e3
+        report.setdefault("measured", {})["validation_now_h"] = total / 3600
+        print(f"  validation: {ms[key]:.3f} ms/frame -> {total / 3600:5.1f} h for {PRESET_VALIDATIONS} "
+              f"validations of {AFFWILD2_VAL_FRAMES:,} frames = {100 * total / train_s:.0f} % of the training time")
         return
     flops = flops_per_iteration("paper")
     eff = a.gpu_tflops * 1e12
@@ -401,16 +384,13 @@ def projection(report: dict, a, on_gpu: bool) -> None:
     if not val:
         return
     ms, workers = val["ms_per_frame"], 8   # configs/affwild2.yaml: data.num_workers 8
-    # before: loading and the NumPy metrics ran in the main process, in series with the GPU's passes
-    before = gpu_frame_ms + ms["before: every validation"] - ms["forward passes alone"]
-    # now: the metrics run on the GPU; loading runs in the loader's workers, overlapping the GPU's passes
-    now = max(gpu_frame_ms, ms["data loading alone"] / workers)
-    for label, per_frame in (("before", before), ("now", now)):
-        total = PRESET_VALIDATIONS * AFFWILD2_VAL_FRAMES * per_frame / 1e3
-        report["projection"][f"validation_{label}_h"] = total / 3600
-        print(f"  validation {label:6s}: {per_frame:.3f} ms/frame -> {total / 3600:5.1f} h for {PRESET_VALIDATIONS} "
-              f"validations of {AFFWILD2_VAL_FRAMES:,} frames = {100 * total / train_s:.0f} % of the training time "
-              f"(the former schedule: 6 passes on every frame)")
+    # the metrics run on the GPU; loading runs in the loader's workers, overlapping the GPU's passes
+    per_frame = max(gpu_frame_ms, ms["data loading alone"] / workers)
+    total = PRESET_VALIDATIONS * AFFWILD2_VAL_FRAMES * per_frame / 1e3
+    report["projection"]["validation_now_h"] = total / 3600
+    print(f"  validation: {per_frame:.3f} ms/frame -> {total / 3600:5.1f} h for {PRESET_VALIDATIONS} "
+          f"validations of {AFFWILD2_VAL_FRAMES:,} frames = {100 * total / train_s:.0f} % of the training time "
+          f"(the former schedule: 6 passes on every frame)")
     # the preset's schedule as it is now (eval_every, views_every, restoration-only denoise validations)
     share = preset_share(str(REPO / "configs" / "affwild2.yaml"), AFFWILD2_VAL_FRAMES)
     report["projection"]["preset_validation_share"] = share["share_now"]

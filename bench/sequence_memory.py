@@ -1,6 +1,6 @@
 """Peak memory of a face-based sequence baseline at Aff-Wild2 size: the face cache against crops in RAM.
 
-    python bench/sequence_memory.py [--trees DIR] [--sizes 0.1 0.5 1.0] [--preset configs/baselines/temporal_attention.yaml]
+    python -m bench.sequence_memory [--trees DIR] [--sizes 0.1 0.5 1.0] [--preset configs/baselines/temporal_attention.yaml]
                                     [--steps 5] [--chunk 256] [--workers 2] [--old-at 0.1] [KEY=VALUE ...]
 
 Why: the sequence models once decoded every face crop of a split into RAM (float16, 6 KB per frame at 32 px:
@@ -38,8 +38,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 FULL_VIDEOS, FULL_FRAMES = 560, 2_800_000
 MAP_BYTES = 3 * 32 * 32 * 2     # one frame of float16 maps at 32 px, what the old path held per frame
@@ -73,7 +71,7 @@ def descendants(pid: int) -> list[int]:
 
 def run_child(args: list[str], env: dict[str, str]) -> dict:
     """Run one phase in a fresh interpreter, polling its process tree's RSS; its JSON result plus the peaks."""
-    proc = subprocess.Popen([sys.executable, __file__, "--child", *args], stdout=subprocess.PIPE, text=True, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "bench.sequence_memory", "--child", *args], stdout=subprocess.PIPE, text=True, env=env,
                             cwd=REPO)
     peak = {"tree_rss": 0, "anon": 0, "file": 0}
     while proc.poll() is None:
@@ -164,7 +162,7 @@ def tree_for(root: Path, share: float) -> tuple[Path, dict]:
     """The synthetic tree at ``share`` of full size (built once by bench/full_size_tree.py)."""
     out = root / f"tree-{share:g}"
     videos, frames = max(4, round(FULL_VIDEOS * share)), round(FULL_FRAMES * share)
-    subprocess.run([sys.executable, str(REPO / "bench" / "full_size_tree.py"), str(out), "--videos", str(videos),
+    subprocess.run([sys.executable, "-m", "bench.full_size_tree", str(out), "--videos", str(videos),
                     "--frames", str(frames)], check=True, stdout=subprocess.DEVNULL, cwd=REPO)
     return out, json.loads((out / "tree.json").read_text())
 

@@ -1,7 +1,7 @@
 """Benchmark: the project's ALN training iteration against a straightforward eager one, side by side.
 
-    python bench/train_step.py [--size paper|demo] [--image 112] [--batch 32] [--cycles 1] [--gp-every 4]
-    python bench/train_step.py --phases      # where one iteration's time goes
+    python -m bench.train_step [--size paper|demo] [--image 112] [--batch 32] [--cycles 1] [--gp-every 4]
+    python -m bench.train_step --phases      # where one iteration's time goes
 
 The *reference* is the step as a researcher writes it from the paper, on the same networks
 (``gan.models``) and the same losses, written out directly: the D step runs the generator with autograd
@@ -30,6 +30,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
+from bench.cli import chosen_device, device_option
 from gan.inference import autocast
 from gan.losses import class_balance_weights
 from gan.models import ALN, set_requires_grad
@@ -130,7 +131,8 @@ def project_stepper(args, device: torch.device, *, channels_last: bool, gp_every
         f"train.channels_last={channels_last}", f"loss.gp_every={gp_every}", "train.lr_decay_from=1.0",
         f"train.amp={device.type == 'cuda'}"])
     torch.manual_seed(0)
-    stepper = ALNStepper(cfg, AUDIO_DIM, class_balance_weights(torch.rand(256, 2) * 2 - 1), device, dist)
+    stepper = ALNStepper(cfg.train, cfg.model, cfg.loss, cfg.seed, AUDIO_DIM,
+                         class_balance_weights(torch.rand(256, 2) * 2 - 1), device, dist)
     stepper.build_stage(Stage(0, "aeg_cd_sz", 0, 10**9, True))
     return stepper
 
@@ -245,13 +247,12 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=0,
                         help="timed cycles of gp-every iterations per mode (default: 1 on the CPU, >= 50 iterations "
                              "on CUDA)")
-    parser.add_argument("--device", default="auto")
+    device_option(parser)
     parser.add_argument("--no-compile", action="store_true", help="skip the compiled mode (its warm-up is long)")
     parser.add_argument("--phases", action="store_true",
                         help="only time the phases of one iteration (D step with / without the penalty, G step)")
     args = parser.parse_args()
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if args.device == "auto" else args.device)
+    device = chosen_device(args.device)
     batch = fixed_batch(args.batch, args.image, device)
     k = args.gp_every
     args.cycles = args.cycles or (-(-50 // k) if device.type == "cuda" else 1)

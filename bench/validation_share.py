@@ -54,7 +54,8 @@ def preset_share(config: str, val_frames: int) -> dict:
     batch = _batch(cfg)
     train_flops, model = 0.0, None
     for stage in plan:
-        stepper = ALNStepper(cfg, AUDIO_DIM, torch.ones(2, cfg.loss.balance_bins, device=META), META)
+        stepper = ALNStepper(cfg.train, cfg.model, cfg.loss, cfg.seed, AUDIO_DIM,
+                             torch.ones(2, cfg.loss.balance_bins, device=META), META)
         stepper.build_stage(stage)
         period = cfg.train.n_critic if stage.trains_critic else 1
         per_iteration = count_flops(lambda s=stepper, st=stage, n=period: [s.train_step(batch, st.start + k)

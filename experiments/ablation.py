@@ -1,6 +1,6 @@
 """Ablation of the ALN variants, trained progressively as the paper did, at equal critic iterations.
 
-    python experiments/ablation.py [--critic-steps C] [--denoise-steps D] [--seeds 0 1 2] [--jobs 2]
+    python -m experiments.ablation [--critic-steps C] [--denoise-steps D] [--seeds 0 1 2] [--jobs 2]
         [--out runs/ablation] [KEY=VALUE ...]
 
 Every variant's critic (the CD) gets the same number of iterations C, so the variants differ in what the
@@ -34,6 +34,9 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+
+from bench.cli import write_report
+from fileio.atomic import write_text
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("disc", "disc_aug", "aeg_cd", "aeg_cd_sz")
@@ -162,9 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     table = format_table(summary, args.budget, args.seeds)
     print(table)
     out = Path(args.out)
-    (out / "ablation.md").write_text(table + "\n")
-    (out / "ablation.json").write_text(json.dumps({"budget": dict(zip(("critic", "denoise", "aeg_cd_part"), args.budget, strict=True)),
-                                                           "runs": rows, "summary": summary}, indent=2) + "\n")
+    write_text(out / "ablation.md", table + "\n")
+    write_report(out / "ablation.json", {"budget": dict(zip(("critic", "denoise", "aeg_cd_part"), args.budget,
+                                                            strict=True)), "runs": rows, "summary": summary})
     return 0
 
 

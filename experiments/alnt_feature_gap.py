@@ -1,6 +1,6 @@
 """Does ALN-T lose valence because it is fitted on training-video features that ALN itself was trained on?
 
-    python experiments/alnt_feature_gap.py            # needs ALN's runs/demo/last.pt (python train.py)
+    python -m experiments.alnt_feature_gap            # needs ALN's runs/demo/last.pt (python train.py)
 
 ALN-T (configs/baselines/aln_t.yaml) is trained on the ALN features of the training videos, where ALN's own
 valence is nearly perfect (G/ccc_valence 0.966-0.982 on its last logged training batches) — features far more reliable than on unseen
@@ -19,16 +19,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from baselines.sequence_loss import masked_ccc, masked_ccc_loss
+from data.samples.loaders import load_split
+from data.samples.sequences import Sequence, collate_sequences
+from scoring.plots import markdown_table
+from train import load_config
+from training.sequence_inputs import build_model, run_model, sequences_of, with_aln_streams
+from training.sequence_loop import training_batch
 
-from baselines.sequence_loss import masked_ccc, masked_ccc_loss  # noqa: E402
-from data.samples.loaders import load_split  # noqa: E402
-from data.samples.sequences import Sequence, collate_sequences  # noqa: E402
-from scoring.plots import markdown_table  # noqa: E402
-from train import load_config  # noqa: E402
-from training.sequence_inputs import build_model, run_model, sequences_of, with_aln_streams  # noqa: E402
-from training.sequence_loop import training_batch  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def fit(cfg, sequences: list[Sequence]) -> torch.nn.Module:

@@ -1,6 +1,6 @@
 """The README's capacity table from ``restoration_probe.py --severity-frames`` runs of several AEG widths.
 
-    python experiments/capacity_table.py runs/capacity/width16.json runs/capacity/width32.json runs/capacity/width64.json
+    python -m experiments.capacity_table runs/capacity/width16.json runs/capacity/width32.json runs/capacity/width64.json
 
 Prints, per run: parameters, seconds per denoise step, the AEG's fidelity on clean faces, and per artefact the
 corrupted -> restored PSNR at each severity (bold where the restored face is closer to the clean one).
@@ -8,17 +8,18 @@ corrupted -> restored PSNR at each severity (bold where the restored face is clo
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from data.samples.corruptions import ARTEFACTS, SEVERITIES  # noqa: E402
+from data.samples.corruptions import ARTEFACTS, SEVERITIES
 
 
-def main(paths: list[str]) -> int:
-    runs = [json.loads(Path(p).read_text()) for p in paths]
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", help="JSON files of restoration_probe --out")
+    runs = [json.loads(Path(p).read_text()) for p in parser.parse_args(argv).runs]
     print("| AEG width / res blocks | steps × batch | s per step (CPU) | clean-face fidelity PSNR / SSIM |")
     print("|---|---|---|---|")
     for run in runs:

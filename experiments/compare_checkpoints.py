@@ -1,6 +1,6 @@
 """How far apart two checkpoints' weights are: largest difference and how many weights differ more than a tolerance.
 
-    python experiments/compare_checkpoints.py RUN_A/last.pt RUN_B/last.pt [--tolerance 1e-5]
+    python -m experiments.compare_checkpoints RUN_A/last.pt RUN_B/last.pt [--tolerance 1e-5]
 
 Used for the README's comparison of a torchrun run with a single-process run of the same arguments.
 """

@@ -1,6 +1,6 @@
 """The README's demo figures from a run folder: restoration grids from TensorBoard, curves from metrics.jsonl.
 
-    python experiments/demo_figures.py runs/demo --out docs [--steps 1800 3000]
+    python -m experiments.demo_figures runs/demo --out docs [--steps 1800 3000]
 
 Writes ``demo_restoration_step<S>.png`` (the grid TensorBoard shows as
 ``val/restoration_clean_degraded_restored_cycle``: rows clean | degraded | restored | cycle) for each step and

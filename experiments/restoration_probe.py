@@ -1,6 +1,6 @@
 """What limits restoration? Train the AEG alone on the direct denoising L1 and watch unseen faces.
 
-    python experiments/restoration_probe.py [--steps 1800] [--batch 16] [--lr 1e-3] [--beta1 0.9]
+    python -m experiments.restoration_probe [--steps 1800] [--batch 16] [--lr 1e-3] [--beta1 0.9]
         [--norm none|instance] [--residual] [--identity] [--augment] [--train-videos 96 --frames 75 --val-videos 8]
         [--width 16 --res-blocks 2] [--severity-frames 256]
 
@@ -24,16 +24,14 @@ import dataclasses
 import json
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from data.datasets.demo import DemoSpec  # noqa: E402
-from data.samples.corruptions import conditions  # noqa: E402
-from data.samples.degrade import DegradeConfig  # noqa: E402
-from data.samples.loaders import (  # noqa: E402
+from bench.cli import write_report
+from data.datasets.demo import DemoSpec
+from data.samples.corruptions import conditions
+from data.samples.degrade import DegradeConfig
+from data.samples.loaders import (
     DataConfig,
     build_dataset,
     corruption_sets,
@@ -41,8 +39,8 @@ from data.samples.loaders import (  # noqa: E402
     restoration_sets,
     train_loader,
 )
-from gan.inference import restoration_scores  # noqa: E402
-from gan.models import AEG  # noqa: E402
+from gan.inference import restoration_scores
+from gan.models import AEG
 
 
 class Probe(torch.nn.Module):
@@ -132,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({"width": a.width, "res_blocks": a.res_blocks, "parameters": sum(
         t.numel() for t in model.parameters()), "seconds_per_step": round(seconds_per_step, 4)}), flush=True)
     if a.out:
-        Path(a.out).write_text(json.dumps({"args": vars(a), "rows": rows, "protocol": protocol,
-                                           "seconds_per_step": seconds_per_step}, indent=2) + "\n")
+        write_report(a.out, {"args": vars(a), "rows": rows, "protocol": protocol,
+                             "seconds_per_step": seconds_per_step})
     return 0
 
 

@@ -1,6 +1,6 @@
 """The README's plain statements from a ``robustness.json``: where a variant beats a reference, where restoration helps.
 
-    python experiments/robustness_compare.py runs/study/robustness/robustness.json [--reference disc]
+    python -m experiments.robustness_compare runs/study/robustness/robustness.json [--reference disc]
 
 For every variant other than the reference: at how many corrupted (artefact, severity) conditions its mean CCC over
 seeds beats the reference's, and the conditions where it does not (with the gap); for every variant with an AEG: the

@@ -1,10 +1,9 @@
-"""experiments/compare.py decides which runs to reuse: a finished last.pt of the preset as it is now."""
+"""experiments.compare decides which runs to reuse: a finished last.pt of the preset as it is now."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import shutil
-import sys
 
 import torch
 
@@ -13,11 +12,7 @@ from tests.train_helpers import REPO, TINY
 
 
 def _compare():
-    spec = importlib.util.spec_from_file_location("compare", REPO / "experiments" / "compare.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["compare"] = module   # dataclasses look their module up while the file runs
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("experiments.compare")
 
 
 def test_a_run_is_reused_only_when_finished_with_the_presets_settings(demo_root, tmp_path, capsys):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -169,12 +168,8 @@ def test_a_denoise_stage_builds_no_critic_optimiser(demo_root, tmp_path):
 
 
 def test_ablation_gives_every_variant_the_same_critic_iterations_with_denoise_on_top():
-    import importlib.util
+    from experiments import ablation
 
-    path = Path(__file__).resolve().parents[1] / "experiments" / "ablation.py"
-    spec = importlib.util.spec_from_file_location("ablation", path)
-    ablation = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ablation)
     # the demo preset in shares: 3000 iterations, denoise 0.6 (1800), aeg_cd 0.1 (300), aeg_cd_sz the rest (900)
     shares = {"train": {"max_steps": 3000, "stages": [{"variant": "denoise", "share": 0.6, "lr": 1e-3},
                                                       {"variant": "aeg_cd", "share": 0.1}, {"variant": "aeg_cd_sz"}]}}
@@ -182,6 +177,7 @@ def test_ablation_gives_every_variant_the_same_critic_iterations_with_denoise_on
     assert (critic, denoise, part) == (1200, 1800, 0.25)
     stages = shares["train"]["stages"]
     assert ablation.stages_for("disc", stages, 600, 900, part) == ([{"variant": "disc", "steps": 0}], 600)
+    assert ablation.stages_for("disc_aug", stages, 600, 900, part) == ([{"variant": "disc_aug", "steps": 0}], 600)
     aeg_cd, total = ablation.stages_for("aeg_cd", stages, 600, 900, part)
     assert total == 1500 and aeg_cd == [{"variant": "denoise", "lr": 1e-3, "steps": 900}, {"variant": "aeg_cd", "steps": 0}]
     sz, total = ablation.stages_for("aeg_cd_sz", stages, 600, 900, part)
