@@ -53,19 +53,44 @@ def gradient_penalty(critic: Callable[..., torch.Tensor], real: Sequence[torch.T
     taken over their joint gradient, which is the penalty of a critic on the concatenated input.
     Inputs that are identical for real and fake (the audio) are conditioning and passed via ``critic``.
     """
+    mixed = interpolates(real, fake, alpha)
+    return ((_input_gradient_norms(critic, mixed, create_graph=True)) - 1.0).pow(2).mean()
+
+
+def interpolates(real: Sequence[torch.Tensor], fake: Sequence[torch.Tensor], alpha: torch.Tensor
+                 ) -> list[torch.Tensor]:
+    """``alpha * real + (1 - alpha) * fake`` per input, detached, in fp32 whatever the inputs' dtypes (under bf16
+    autocast z is bf16, the image fp32), in the real input's memory layout."""
     mixed = []
     for r, f in zip(real, fake, strict=True):
-        # interpolated in fp32 whatever the inputs' dtypes (under bf16 autocast z is bf16, the image fp32),
-        # in the real input's memory layout
         a = alpha.view(-1, *([1] * (r.dim() - 1))).float()
         x = a * r.detach().float() + (1 - a) * f.detach().float()
         if r.dim() == 4 and r.is_contiguous(memory_format=torch.channels_last):
             x = x.contiguous(memory_format=torch.channels_last)
-        mixed.append(x.requires_grad_(True))
-    out = critic(*mixed)
-    grads = torch.autograd.grad(outputs=out.float().sum(), inputs=mixed, create_graph=True)
+        mixed.append(x)
+    return mixed
+
+
+def _input_gradient_norms(critic: Callable[..., torch.Tensor], inputs: Sequence[torch.Tensor],
+                          create_graph: bool) -> torch.Tensor:
+    """Per sample, the L2 norm of the critic's gradient with respect to all its (leaf) inputs jointly."""
+    leaves = [x.requires_grad_(True) for x in inputs]
+    out = critic(*leaves)
+    grads = torch.autograd.grad(outputs=out.float().sum(), inputs=leaves, create_graph=create_graph)
     sq = sum(g.float().pow(2).flatten(1).sum(dim=1) for g in grads)
-    return ((sq + 1e-12).sqrt() - 1.0).pow(2).mean()
+    return (sq + 1e-12).sqrt()
+
+
+def critic_gradient_norms(critic: Callable[..., torch.Tensor], real: Sequence[torch.Tensor],
+                          fake: Sequence[torch.Tensor], alpha: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Mean ||grad_x D(x)||_2 at the real inputs, the fake ones and their interpolates: how far the critic is from
+    the 1-Lipschitz slope the penalty asks for at each. A diagnostic on detached copies: no graph is kept and no
+    parameter gradient is touched, so measuring it leaves training unchanged."""
+    points = {"real": [r.detach().float() for r in real], "fake": [f.detach().float() for f in fake],
+              "interp": interpolates(real, fake, alpha)}
+    with torch.enable_grad():
+        return {name: _input_gradient_norms(critic, inputs, create_graph=False).detach().mean()
+                for name, inputs in points.items()}
 
 
 # --------------------------------------------------------------------------- reconstruction

@@ -32,6 +32,7 @@ from gan.losses import (
     ADVERSARIAL_MODES,
     AFFECT_TERMS,
     AffectLoss,
+    critic_gradient_norms,
     critic_loss,
     generator_adversarial_loss,
     gradient_penalty,
@@ -133,6 +134,23 @@ class ALNObjective:
         if cfg.adversarial == "wgan-gp":
             logs["wasserstein"] = -adv
         return loss, _logs("D", **logs)
+
+    def critic_gradient_norms(self, batch: dict[str, torch.Tensor], restored: tuple[torch.Tensor, torch.Tensor] | None,
+                              alpha: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``D/gradnorm_{real,fake,interp}``: the critic's input-gradient norm where the penalty looks (WGAN-GP with
+        an AEG; else {}), on the D step's own inputs and interpolation weights. Logged at log steps only."""
+        m = self.model
+        if self.cfg.adversarial != "wgan-gp" or not self.adversarial:
+            return {}
+        real, audio = batch["face"], batch.get("audio")
+        with torch.no_grad():
+            fake, z_fake = self.generate(batch) if restored is None else (t.detach() for t in restored)
+            z_real = m.aeg.encode(real) if m.conditions_on_latent else None
+        if m.conditions_on_latent:
+            norms = critic_gradient_norms(lambda x, z: m.critic(x, z, audio)[0], [real, z_real], [fake, z_fake], alpha)
+        else:
+            norms = critic_gradient_norms(lambda x: m.critic(x, None, None)[0], [real], [fake], alpha)
+        return {f"D/gradnorm_{name}": value for name, value in norms.items()}
 
     def generator_terms(self, batch: dict[str, torch.Tensor], restored: tuple[torch.Tensor, torch.Tensor] | None = None
                         ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

@@ -7,6 +7,7 @@ import torch
 from gan.losses import (
     AffectLoss,
     class_balance_weights,
+    critic_gradient_norms,
     critic_loss,
     generator_adversarial_loss,
     gradient_penalty,
@@ -151,3 +152,18 @@ def test_gradient_penalty_uses_alpha_interpolates():
     norms = np.sqrt(4 * (2 * x_hat) ** 2)              # |grad| = 2|x_hat| * sqrt(4)
     assert gp.item() == pytest.approx(np.mean((norms - 1) ** 2), rel=1e-5)
     assert gradient_penalty(critic, [real], [fake], torch.tensor([0.5, 0.5])).item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_critic_gradient_norms_at_real_fake_and_interpolates():
+    """D(x) = sum(w * x^2): grad = 2 w x, so the norm is 2|w| |x| per sample, at each of the three points; the
+    parameter w gets no gradient (a diagnostic leaves training alone)."""
+    w = torch.tensor(0.5, requires_grad=True)
+    critic = lambda x: (w * x**2).flatten(1).sum(1)  # noqa: E731
+    real, fake = torch.full((2, 1, 2, 2), 1.0), torch.full((2, 1, 2, 2), -3.0)
+    alpha = torch.tensor([0.75, 0.25])
+    with torch.no_grad():   # measured from inside a no-grad region too
+        norms = critic_gradient_norms(critic, [real], [fake], alpha)
+    x_hat = np.array([0.75 * 1 - 0.25 * 3, 0.25 * 1 - 0.75 * 3])
+    expected = {"real": 2 * 0.5 * 1.0 * 2, "fake": 2 * 0.5 * 3.0 * 2, "interp": np.mean(2 * 0.5 * np.abs(x_hat) * 2)}
+    assert {k: v.item() for k, v in norms.items()} == pytest.approx(expected, rel=1e-5)
+    assert w.grad is None and not any(v.requires_grad for v in norms.values())

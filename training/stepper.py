@@ -175,6 +175,9 @@ class ALNStepper:
                                                   gp_scale=k if penalty else 0)
         self._step(self.opt_d, d_loss, m.cd)
         logs["D/loss"] = d_loss.detach()
+        if (step + 1) % t.log_every == 0 or step + 1 == self.stage.end:   # a log step: where the critic's slope is
+            with autocast(self.device, t.amp):
+                logs.update(obj.critic_gradient_norms(batch, restored, self.gp_alpha(step)))
         if "D/gp" in logs:
             self.sparse_logs["D/gp"] = logs.pop("D/gp")
         if g_step:
