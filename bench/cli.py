@@ -1,4 +1,7 @@
-"""What the benchmarks and experiments share: the ``--device`` option, JSON reports, markdown tables.
+"""What the benchmarks and experiments share: the ``--device`` option and JSON reports.
+
+Markdown tables come from ``scoring.plots.markdown_table`` (experiments.ablation, .capacity_table, .compare,
+.alnt_feature_gap); the benchmarks print fixed-width text tables, each its own columns.
 
 Every script runs as a module from the repository root (``python -m bench.scale ...``), so the project imports
 without any edit of the module search path.
@@ -8,15 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
 
 from fileio.atomic import write_text
-from runconfig import resolve_device
-from scoring.plots import markdown_table
+from runconfig import ConfigError, resolve_device
 
-__all__ = ["chosen_device", "device_option", "markdown_table", "write_report"]
+__all__ = ["chosen_device", "device_option", "write_report"]
 
 
 def device_option(parser: argparse.ArgumentParser, default: str = "auto") -> None:
@@ -25,8 +28,12 @@ def device_option(parser: argparse.ArgumentParser, default: str = "auto") -> Non
 
 
 def chosen_device(name: str) -> torch.device:
-    """``--device``'s value as a device that exists here; a one-line error (runconfig.ConfigError) otherwise."""
-    return resolve_device(name)
+    """``--device``'s value as a device that exists here; otherwise exit 2 with one ``error: ...`` line."""
+    try:
+        return resolve_device(name)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def write_report(path: str | Path, report: dict) -> Path:

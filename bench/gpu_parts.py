@@ -45,7 +45,7 @@ def preset_stepper(device: torch.device, amp: bool, overrides: tuple[str, ...] =
 
 
 def fixed_batch(stepper: ALNStepper, device: torch.device) -> dict[str, torch.Tensor]:
-    b, s = stepper.cfg.train.batch_size, stepper.cfg.model.image_size
+    b, s = stepper.train.batch_size, stepper.model_config.image_size
     g = torch.Generator().manual_seed(1)
     return {"face": (torch.rand(b, 3, s, s, generator=g) * 2 - 1).to(device),
             "face_degraded": (torch.rand(b, 3, s, s, generator=g) * 2 - 1).to(device),
@@ -62,7 +62,7 @@ def syncs(device: torch.device, args) -> tuple[bool, str]:
     stepper = preset_stepper(device, amp=True, overrides=args.set)
     batch = fixed_batch(stepper, device)
     start = stepper.stage.start
-    log_every = stepper.cfg.train.log_every
+    log_every = stepper.train.log_every
     stepper.train_step(batch, start)   # warm-up: first calls allocate, autotune and may synchronise
     _sync(device)
     if device.type != "cuda":
@@ -141,9 +141,9 @@ def timing(device: torch.device, args) -> tuple[bool, str]:
         else:
             seconds, peak = (time.perf_counter() - t0) / args.iterations, float("nan")
         label = "bf16" if amp and device.type == "cuda" else "fp32"
-        lines.append(f"{label}: {seconds:.4f} s/iter ({stepper.cfg.train.batch_size / seconds:.0f} samples/s), "
+        lines.append(f"{label}: {seconds:.4f} s/iter ({stepper.train.batch_size / seconds:.0f} samples/s), "
                      f"peak {peak:.2f} GiB")
-        print(f"  {lines[-1]}  ({args.iterations} iterations, n_critic {stepper.cfg.train.n_critic})")
+        print(f"  {lines[-1]}  ({args.iterations} iterations, n_critic {stepper.train.n_critic})")
     return True, "; ".join(lines)
 
 

@@ -236,8 +236,8 @@ def evaluate_section(tree: Path, networks: str, workers: int) -> dict:
     """``evaluate.py --split val`` on a checkpoint of an initialised (untrained) model, in a fresh process."""
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
-        maker = ("import sys, train; cfg = train.load_config(sys.argv[1], sys.argv[2:]); "
-                 "t = train.Trainer(cfg, None); t.folder.save('last.pt', t.state())")
+        maker = ("import sys; from runconfig import load_config; from training.aln_loop import Trainer; "
+                 "t = Trainer(load_config(sys.argv[1], sys.argv[2:]), None); t.folder.save('last.pt', t.state())")
         made = subprocess.run([sys.executable, "-c", maker, str(PRESET), *_train_args(tree, networks, run, 0)[4:]],
                               cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
         if made.returncode:
@@ -265,7 +265,7 @@ def flops_per_iteration(networks: str) -> dict[str, float]:
     cpu = torch.device("cpu")
     batch = fixed_batch(small, IMAGE_SIZE, cpu)
     stepper = project_stepper(args, cpu, channels_last=False, gp_every=1, compiled=False)
-    stepper.cfg.train.n_critic = PRESET_N_CRITIC
+    stepper.train.n_critic = PRESET_N_CRITIC
     # n_critic D steps and one G step, as configs/affwild2.yaml runs them, averaged per iteration
     gan = count_flops(lambda: [stepper.train_step(batch, i) for i in range(PRESET_N_CRITIC)]) / PRESET_N_CRITIC
     stepper.build_stage(Stage(0, "denoise", 0, 10**9, False))

@@ -139,7 +139,7 @@ def project_stepper(args, device: torch.device, *, channels_last: bool, gp_every
 
 def reference_on(stepper: ALNStepper) -> ResearcherStep:
     """The reference step on the stepper's model, with its loss weights and class-balance table."""
-    loss = stepper.cfg.loss
+    loss = stepper.loss
     lambdas = {"afc": loss.lambda_afc, "gp": loss.lambda_gp, "adv": loss.lambda_adv, "afc_g": loss.lambda_afc_g,
                "rec": loss.lambda_rec, "denoise": loss.lambda_denoise}
     return ResearcherStep(stepper.model, stepper.objective.affect_loss.table.to(stepper.device), lambdas)

@@ -37,6 +37,7 @@ import yaml
 
 from bench.cli import write_report
 from fileio.atomic import write_text
+from scoring.plots import markdown_table
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("disc", "disc_aug", "aeg_cd", "aeg_cd_sz")
@@ -125,20 +126,18 @@ def summarise(rows: list[dict]) -> dict:
 
 def format_table(summary: dict, budget: tuple[int, int, float], seeds: list[int]) -> str:
     critic, denoise, part = budget
-    head = "| variant | " + " | ".join(label for _, label in COLUMNS) + " |"
-    lines = [f"{critic} critic iterations per run (aeg_cd_sz: {round(critic * part)} of them in aeg_cd), plus "
-             f"{denoise} denoise iterations for the AEG variants; seeds {', '.join(map(str, seeds))}; "
-             "mean ± std over seeds", "",
-             head, "|" + "---|" * (len(COLUMNS) + 1)]
+    rows = []
     for variant, cols in summary.items():
-        cells = []
-        for key, _ in COLUMNS:
+        row = {"variant": variant}
+        for key, label in COLUMNS:
             cell = cols[key]
             unit = " dB" if key.startswith("psnr") else ""
             digits = 2 if key.startswith("psnr") else 3
-            cells.append("n/a" if cell is None else f"{cell[0]:.{digits}f} ± {cell[1]:.{digits}f}{unit}")
-        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            row[label] = "n/a" if cell is None else f"{cell[0]:.{digits}f} ± {cell[1]:.{digits}f}{unit}"
+        rows.append(row)
+    return (f"{critic} critic iterations per run (aeg_cd_sz: {round(critic * part)} of them in aeg_cd), plus "
+            f"{denoise} denoise iterations for the AEG variants; seeds {', '.join(map(str, seeds))}; "
+            "mean ± std over seeds\n\n" + markdown_table(rows, ["variant", *(label for _, label in COLUMNS)]).rstrip("\n"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,30 +14,32 @@ import sys
 from pathlib import Path
 
 from data.samples.corruptions import ARTEFACTS, SEVERITIES
+from scoring.plots import markdown_table
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="JSON files of restoration_probe --out")
     runs = [json.loads(Path(p).read_text()) for p in parser.parse_args(argv).runs]
-    print("| AEG width / res blocks | steps × batch | s per step (CPU) | clean-face fidelity PSNR / SSIM |")
-    print("|---|---|---|---|")
+    fidelity = ["AEG width / res blocks", "steps × batch", "s per step (CPU)", "clean-face fidelity PSNR / SSIM"]
+    rows = []
     for run in runs:
         a, clean = run["args"], run["protocol"]["clean-0"]
-        print(f"| {a['width']} / {a['res_blocks']} | {a['steps']} × {a['batch']} | {run['seconds_per_step']:.2f} | "
-              f"{clean['psnr_restored']:.2f} dB / {clean['ssim_restored']:.3f} |")
-    print()
-    head = " | ".join(f"s{s}" for s in SEVERITIES)
-    print(f"| artefact | width | {head} |")
-    print("|---|---|" + "---|" * len(SEVERITIES))
+        rows.append(dict(zip(fidelity, (f"{a['width']} / {a['res_blocks']}", f"{a['steps']} × {a['batch']}",
+                                        f"{run['seconds_per_step']:.2f}",
+                                        f"{clean['psnr_restored']:.2f} dB / {clean['ssim_restored']:.3f}"), strict=True)))
+    print(markdown_table(rows, fidelity))
+    severity = ["artefact", "width", *(f"s{s}" for s in SEVERITIES)]
+    rows = []
     for name in ARTEFACTS:
         for run in runs:
-            cells = []
+            row = {"artefact": name, "width": run["args"]["width"]}
             for s in SEVERITIES:
-                row = run["protocol"][f"{name}-{s}"]
-                cell = f"{row['psnr_degraded']:.1f} → {row['psnr_restored']:.1f}"
-                cells.append(f"**{cell}**" if row["psnr_restored"] > row["psnr_degraded"] else cell)
-            print(f"| {name} | {run['args']['width']} | " + " | ".join(cells) + " |")
+                cell = run["protocol"][f"{name}-{s}"]
+                text = f"{cell['psnr_degraded']:.1f} → {cell['psnr_restored']:.1f}"
+                row[f"s{s}"] = f"**{text}**" if cell["psnr_restored"] > cell["psnr_degraded"] else text
+            rows.append(row)
+    print(markdown_table(rows, severity), end="")
     return 0
 
 
