@@ -33,6 +33,21 @@ def fsync_folder(folder: str | Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _mode_for(path: Path) -> int:
+    """The permissions a plain ``open(path, "w")`` would leave: the existing file's, else 0o666 less the umask
+    (``tempfile.mkstemp`` creates 0o600 files, which other users of a shared machine could not read)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
+
+
 def move_into_place(source: str | Path, path: str | Path) -> None:
     """Rename ``source`` (a finished file or folder in the same file system) over ``path``, durably."""
     os.replace(source, path)
@@ -50,6 +65,7 @@ def atomic_path(path: str | Path, suffix: str = ".tmp", temporary: str | Path | 
     path = Path(path)
     if temporary is None:
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        os.fchmod(fd, _mode_for(path))
         os.close(fd)
         temporary = name
     temporary = Path(temporary)
@@ -68,6 +84,7 @@ def atomic_open(path: str | Path, mode: str = "wb", **open_kwargs) -> Iterator[I
     """``open(path, mode)`` whose content replaces ``path`` only once the block has written all of it."""
     path = Path(path)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, _mode_for(path))
     try:
         with os.fdopen(fd, mode, **open_kwargs) as fh:
             yield fh

@@ -108,3 +108,20 @@ def test_a_write_that_raises_keeps_the_old_file_and_removes_its_temporary(tmp_pa
         raise ValueError("the writer failed")
     assert np.load(path).tolist() == [0, 1, 2]
     assert [p.name for p in tmp_path.iterdir()] == ["table.npy"]
+
+
+def test_written_files_get_the_permissions_a_plain_open_gives(tmp_path):
+    """Not mkstemp's 0o600: 0o666 less the umask for a new file, the old file's mode for a replaced one."""
+    import os
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "new.json", {})
+        with atomic_path(tmp_path / "new.wav", suffix=".wav") as tmp:
+            tmp.write_bytes(b"RIFF")
+        (tmp_path / "kept.txt").write_text("old")
+        (tmp_path / "kept.txt").chmod(0o640)
+        write_json(tmp_path / "kept.txt", {"new": 1})
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes == {"new.json": 0o644, "new.wav": 0o644, "kept.txt": 0o640}
