@@ -5,6 +5,7 @@ Usage::
     python -m data.prepare VIDEOS... --out ROOT [--backend mtcnn|face-alignment] [--size 112]
                            [--workers N] [--threads N] [--device cpu] [--every N] [--audio-cache DIR]
                            [--no-progress] [--shard K/N]
+    python -m data.prepare VIDEOS... --out ROOT --keep-crops [--workers N] [--audio-cache DIR] [--shard K/N]
     python -m data.prepare --merge-reports --out ROOT
 
 VIDEOS are files or folders (searched recursively for .mp4/.avi/.mkv, any case; hidden files such as
@@ -18,7 +19,8 @@ macOS ``._x.mp4`` are ignored). For each video ``<video>`` (the file name withou
 
 and fills the eGeMAPS LLD cache (:func:`data.preprocess.audio.lld_track`) so training never runs openSMILE.
 ``ROOT`` is meant to be a fresh output folder next to the annotations, not the official Aff-Wild2
-``cropped_aligned`` tree: a video's existing crops are replaced when it is (re)processed.
+``cropped_aligned`` tree: a video's existing crops are replaced when it is (re)processed (unless
+``--keep-crops``, below, which is the way to use that tree).
 
 Why these rules:
 
@@ -35,6 +37,12 @@ Why these rules:
   frames get no crop). Landmarks move smoothly at video rates, so N=2..4 saves most of the detection
   time at a small cost in alignment jitter. It is recorded as a warning in the metadata but, like the
   device, does not invalidate finished videos.
+* ``--keep-crops`` is for datasets that ship their own crops (Aff-Wild2's ``cropped_aligned/``, with ROOT the
+  dataset folder): no face is detected and ``cropped_aligned/`` is left byte-for-byte as it is; audio, the
+  eGeMAPS cache and metadata are written as in a full run, the frame rate and count read from the container
+  without decoding frames, ``faces`` = the crop files found. It skips videos finished by either kind of run;
+  a full run redoes (and re-crops) videos finished with --keep-crops. ``--two-subjects`` is refused with it:
+  ``<video>_left/`` and ``<video>_right/`` are kept and counted anyway. See :mod:`data.preprocess.keep_crops`.
 """
 
 from __future__ import annotations
@@ -89,6 +97,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--two-subjects", nargs="*", metavar="VIDEO", default=None,
                    help="videos with two people: crops into <video>_left/ and <video>_right/ (Aff-Wild2's names), "
                         "the two largest faces by horizontal position, tracked over time; without names: every video")
+    p.add_argument("--keep-crops", action="store_true",
+                   help="keep the face crops already in ROOT/cropped_aligned/ (e.g. Aff-Wild2's own) byte-for-byte: "
+                        "no face detection, no crop written or deleted; writes only audio/, the eGeMAPS cache and "
+                        "meta/ (frame rate and count from the container, faces = crop files found). --backend, "
+                        "--size, --every, --device are unused; not with --two-subjects (_left/_right folders are "
+                        "kept anyway). A later run without it redoes these videos, crops included")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--shard", type=_shard, default=None, metavar="K/N",
                    help="process only shard K (0-based) of N: the videos whose name hashes to K; run K=0..N-1 "
@@ -137,6 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _merge(args.out)
     if not args.videos:
         parser.error("the following arguments are required: videos (or use --merge-reports)")
+    if args.keep_crops and args.two_subjects is not None:  # one line, like the other usage errors found here
+        print("error: --two-subjects does nothing with --keep-crops: the shipped <video>_left/ and <video>_right/ "
+              "crop folders are kept and counted as they are; drop --two-subjects", file=sys.stderr)
+        return EXIT_USAGE
     for name, low in (("size", 16), ("workers", 1), ("every", 1), ("threads", 0)):
         if getattr(args, name) < low:
             parser.error(f"--{name} must be at least {low}")
@@ -144,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     opts = PrepareOptions(out=args.out, backend=args.backend, size=args.size, device=args.device,
                           every=args.every, audio_cache=args.audio_cache, progress=not args.no_progress,
-                          threads=args.threads,
+                          threads=args.threads, keep_crops=args.keep_crops,
                           two_subjects=None if args.two_subjects is None else tuple(args.two_subjects))
     try:
         found = find_videos(args.videos)  # all inputs: duplicate names are refused across shards too

@@ -24,14 +24,16 @@ class VideoMeta:
 
     video: str                         # stem used for cropped_aligned/<video>/ and audio/<video>.wav
     fps: float                         # frame rate from the container (average rate of the video stream)
-    frames: int                        # decoded video frames
-    faces: int = 0                     # frames with a detected face (crops written)
+    frames: int                        # decoded video frames (--keep-crops: counted packets, not decoded)
+    faces: int = 0                     # frames with a detected face (crops written), or crop files kept
     audio_seconds: float | None = None  # length of audio/<video>.wav; None when the video has no audio track
     source: str = ""                   # path of the source video
-    backend: str = ""                  # landmark backend used for the crops
+    backend: str = ""                  # landmark backend used for the crops ("" when kept)
     size: int = 0                      # crop side in pixels
-    complete: bool = False             # True once crops, audio and features are all written
+    complete: bool = False             # True once crops (unless kept), audio and features are all written
     subjects: int = 1                  # 2: crops in <video>_left/ and <video>_right/ (two-subject video)
+    crops_kept: bool = False           # True: prepare --keep-crops ran no detection; faces counts the crop
+                                       # files found in cropped_aligned/, which it left as they were
     warnings: list[str] = field(default_factory=list)
 
     @property

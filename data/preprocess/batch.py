@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from data.errors import DataError
 from data.preprocess.faces import check_face_alignment_weights, make_landmarker
+from data.preprocess.keep_crops import prepare_kept
 from data.preprocess.pipeline import REPORT_NAME, PrepareOptions, VideoResult, prepare_video
 from fileio.atomic import write_json
 
@@ -54,6 +55,8 @@ def _init_worker(opts: PrepareOptions, slots: mp.Queue, lock) -> None:
 
 def _work(source: Path) -> VideoResult:
     opts: PrepareOptions = _worker["opts"]
+    if opts.keep_crops:
+        return prepare_kept(source, opts)
     if "landmarker" not in _worker:
         try:
             _worker["landmarker"] = make_landmarker(opts.backend, opts.device)
@@ -93,12 +96,13 @@ def prepare_videos(videos: Sequence[Path], opts: PrepareOptions, workers: int = 
 
     Each worker builds its landmarker once and handles whole videos (frames of one video stay in one
     process, in order). ``spawn`` is used so that workers never inherit a parent's torch/OpenMP state.
+    With ``opts.keep_crops`` no landmarker is built (:mod:`data.preprocess.keep_crops`).
 
     Raises:
         DataError: The backend cannot be set up (e.g. face-alignment weights missing); checked before
             any video is touched.
     """
-    if opts.backend == "face-alignment":
+    if opts.backend == "face-alignment" and not opts.keep_crops:
         check_face_alignment_weights()
     try:
         Path(opts.out).mkdir(parents=True, exist_ok=True)
@@ -111,9 +115,10 @@ def prepare_videos(videos: Sequence[Path], opts: PrepareOptions, workers: int = 
               dynamic_ncols=True) as overall:
         if workers <= 1 or len(videos) <= 1:
             with _thread_limits(opts.threads):
-                landmarker = make_landmarker(opts.backend, opts.device)
+                landmarker = None if opts.keep_crops else make_landmarker(opts.backend, opts.device)
                 for source in videos:
-                    results[source] = prepare_video(source, landmarker, opts, position=1)
+                    results[source] = prepare_kept(source, opts) if landmarker is None else \
+                        prepare_video(source, landmarker, opts, position=1)
                     _note(results[source])
                     overall.update(1)
         else:
@@ -193,6 +198,8 @@ def format_report(results: Sequence[VideoResult]) -> str:
     rows = []
     for r in results:
         status = r.status.upper() if r.status == "failed" else r.status
+        if r.crops_kept and r.status != "failed":
+            status += ", crops kept"
         if r.warnings and r.status != "failed":
             status += f" ({len(r.warnings)} warning{'s' if len(r.warnings) > 1 else ''})"
         rows.append((r.video, str(r.frames) if r.status != "failed" else "-",
@@ -237,8 +244,11 @@ def write_report(root: Path, results: Sequence[VideoResult], opts: PrepareOption
     same inputs and to order the merged rows like an unsharded run's.
     """
     rows = [asdict(r) for r in results]
+    # --keep-crops runs no landmarker: its options are recorded as unused (null), so shards agree on them
+    keep = opts.keep_crops
     report: dict = {
-        "options": {"backend": opts.backend, "size": opts.size, "device": opts.device, "every": opts.every},
+        "options": {"backend": None if keep else opts.backend, "size": None if keep else opts.size,
+                    "device": opts.device, "every": None if keep else opts.every, "keep_crops": keep},
         "counts": _counts(rows),
         "videos": rows,
     }
@@ -308,13 +318,17 @@ def _read_shard_report(path: Path, index: int, count: int) -> dict:
 
 
 def _check_same_run(files: dict[int, Path], reports: dict[int, dict]) -> None:
-    """Shards of one batch: the same backend, crop size and --every, and the same discovered videos.
+    """Shards of one batch: the same --keep-crops, backend, crop size and --every, and the same discovered videos.
 
     Raises:
         DataError: The first disagreement, naming both files.
     """
     first = reports[0]
     for k, report in reports.items():
+        kept = [bool(r["options"].get("keep_crops")) for r in (report, first)]  # absent: a report before it
+        if kept[0] != kept[1]:
+            raise DataError(f"{files[k].name} was run {'with' if kept[0] else 'without'} --keep-crops but "
+                            f"{files[0].name} {'with' if kept[1] else 'without'}; re-run one of them")
         for option in _SHARED_OPTIONS:
             if report["options"][option] != first["options"][option]:
                 raise DataError(f"{files[k].name} was run with {option}={report['options'][option]!r} but "

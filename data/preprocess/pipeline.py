@@ -50,6 +50,9 @@ class PrepareOptions:
             process and means 1 per worker when several run in parallel.
         two_subjects: Videos with two people, cropped into ``<video>_left/`` and ``<video>_right/`` (as
             Aff-Wild2 names them): None = none, an empty tuple = every video, else the listed names.
+        keep_crops: Leave ``cropped_aligned/`` as it is (crops shipped with the dataset) and write only the
+            audio, the eGeMAPS cache and the metadata (:mod:`data.preprocess.keep_crops`); the landmarker
+            options are then unused.
     """
 
     out: Path
@@ -61,6 +64,7 @@ class PrepareOptions:
     progress: bool = True
     threads: int = 0
     two_subjects: tuple[str, ...] | None = None
+    keep_crops: bool = False
 
     def crop_folders(self, video: str) -> tuple[str, ...]:
         """The crop folder names of ``video``: itself, or its ``_left`` and ``_right`` subjects."""
@@ -80,6 +84,7 @@ class VideoResult:
     fps: float | None = None
     audio_seconds: float | None = None
     seconds: float = 0.0  # wall time spent on this video in this run
+    crops_kept: bool = False  # its crops were kept as found (--keep-crops), not detected and written
     warnings: list[str] = field(default_factory=list)
     error: str = ""
 
@@ -123,6 +128,21 @@ def find_videos(inputs: Iterable[Path]) -> list[Path]:
 
 # ------------------------------------------------------------------------------------------ one video
 
+def write_audio(source: Path, wav: Path, opts: PrepareOptions, warnings: list[str]) -> float | None:
+    """The video's audio as a 16 kHz mono wav plus its eGeMAPS cache entry; its length in seconds.
+
+    A video without an audio track gets no wav (a stale one of an earlier file with this name is removed) and a
+    warning in ``warnings``: training then uses zero audio features for it. Both preparation paths (detected
+    crops and kept crops) write audio this one way."""
+    seconds = extract_audio(source, wav)
+    if seconds is None:
+        wav.unlink(missing_ok=True)
+        warnings.append("no audio track: no wav written, training uses zero audio features")
+    else:
+        lld_track(wav, AudioConfig(cache_dir=opts.audio_cache))
+    return seconds
+
+
 def _crop_name(index: int) -> str:
     return f"{index + 1:05d}.jpg"
 
@@ -142,7 +162,8 @@ def is_finished(root: Path, video: str, opts: PrepareOptions) -> VideoMeta | Non
     """The metadata of ``video`` if it was completely prepared with the same backend and crop size.
 
     Also requires its outputs to still be there (the crops folder when faces were found, the wav when
-    it had audio), so deleting a video's crops is another way to have it redone.
+    it had audio), so deleting a video's crops is another way to have it redone. A video finished with
+    --keep-crops (no backend, no size) is never finished for a run that detects faces: it is redone, crops included.
     """
     try:
         meta = read_meta(root, video)
@@ -223,6 +244,15 @@ def _detect_and_crop(source: Path, folders: list[Path], landmarker: Landmarker, 
     return frames, sum(writer.faces for writer in writers)
 
 
+def _were_kept(root: Path, video: str) -> bool:
+    """Whether ``video``'s metadata says its crops were kept by a --keep-crops run (not written by this command)."""
+    try:
+        meta = read_meta(root, video)
+    except DataError:
+        return False
+    return meta is not None and meta.crops_kept
+
+
 def _clear(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
@@ -260,7 +290,7 @@ def prepare_video(source: Path, landmarker: Landmarker, opts: PrepareOptions, po
     # the other layout's folders (one subject vs two), left from an earlier run of this video
     stale = [root / CROPS_DIR / name for name in {video, f"{video}_left", f"{video}_right"} - set(names)]
     wav = root / AUDIO_DIR / f"{video}.wav"
-    foreign = any(c.exists() for c in crops) and not meta_path(root, video).exists()
+    foreign = any(c.exists() for c in crops) and (not meta_path(root, video).exists() or _were_kept(root, video))
     try:
         meta_path(root, video).unlink(missing_ok=True)  # from now on the video counts as unfinished
         for folder in partial:
@@ -281,15 +311,10 @@ def prepare_video(source: Path, landmarker: Landmarker, opts: PrepareOptions, po
         if opts.every > 1:
             result.warnings.append(f"landmarks detected on every {opts.every}th frame and interpolated "
                                    "between")
-        result.audio_seconds = extract_audio(source, wav)
-        if result.audio_seconds is None:
-            wav.unlink(missing_ok=True)  # a stale wav of an earlier file with this name
-            result.warnings.append("no audio track: no wav written, training uses zero audio features")
-        else:
-            lld_track(wav, AudioConfig(cache_dir=opts.audio_cache))
+        result.audio_seconds = write_audio(source, wav, opts, result.warnings)
         if foreign:
-            result.warnings.append(f"replaced crops in {', '.join(map(str, crops))} that had no preprocessing "
-                                   "metadata (an interrupted run, or crops from elsewhere)")
+            result.warnings.append(f"replaced crops in {', '.join(map(str, crops))} that this command had not "
+                                   "written (an interrupted run, crops from elsewhere, or kept by --keep-crops)")
         for done, final in zip(partial, crops, strict=True):
             _clear(final)
             move_into_place(done, final)
