@@ -107,7 +107,7 @@ SYSTEMS = ("aln", "pandit", "raju", "aminbeidokhti", "temporal_conv")
 @dataclass
 class RunConfig:
     seed: int = 0
-    system: str = "aln"            # aln, or a sequence model (training/sequence_loop.py): a baseline of papers/
+    system: str = "aln"            # aln, or a sequence model (training/sequence_loop.py): a baseline system (docs/baselines.md)
     #                                (pandit | raju | aminbeidokhti) or ALN-T's head (temporal_conv)
     run: RunSection = field(default_factory=RunSection)
     train: TrainSection = field(default_factory=TrainSection)

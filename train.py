@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(dump_yaml(cfg), end="")
         return 0
-    if cfg.system != "aln":   # a baseline of papers/: whole-recording sequences (training/sequence_loop.py)
+    if cfg.system != "aln":   # a baseline system: whole-recording sequences (training/sequence_loop.py)
         return run_to_end(SequenceTrainer(cfg, ckpt))
     trainer = Trainer(cfg, ckpt)
     try:

@@ -1,4 +1,4 @@
-"""Aminbeidokhti (papers/003): spatial attention with temporal softmax pooling, and the Augmented Ensemble.
+"""Aminbeidokhti, "Deep audio and video emotion detection" (MSc thesis, 2020): spatial attention with temporal softmax pooling, and the Augmented Ensemble.
 
 Both are classifiers in the thesis (AFEW clips; RECOLA arousal for the ensemble); here they regress every
 dimension at every step over a *sliding window* centred on it (``window`` steps), which is how a clip model

@@ -1,4 +1,4 @@
-"""Pandit et al., "I see it in your eyes": the shallowest CNNs for continuous affect (papers/000 and 001).
+"""Pandit et al., "I see it in your eyes": the shallowest CNNs for continuous affect (two drafts of one paper).
 
 Models A–E, each predicting every dimension with its own filters ("one emotion dimension at a time"):
 

@@ -1,4 +1,4 @@
-"""Raju, Gaus and Breckon: RNN variants with explicit attention for continuous emotion (papers/002).
+"""Raju, Gaus and Breckon: RNN variants with explicit attention for continuous emotion.
 
 Three architectures over per-step features made of ``streams`` (modalities: column groups of the input, e.g.
 the ALN features' z, audio and CD parts), predicting every dimension at every step:

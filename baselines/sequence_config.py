@@ -1,4 +1,4 @@
-"""The sequence systems' section (``sequence:``): how a model of ``papers/`` other than ALN, or ALN-T's head, trains
+"""The sequence systems' section (``sequence:``): how a baseline system (docs/baselines.md) other than ALN, or ALN-T's head, trains
 on whole recordings, and each system's own settings under it (``sequence.pandit``, ``sequence.raju``,
 ``sequence.aminbeidokhti``, ``sequence.temporal_conv``).
 

@@ -5,7 +5,7 @@
 The demo AEG (width 16, 2 residual blocks), a middle one (32, 4) and the paper's StarGAN size (64, 6) are timed in
 interleaved rounds (every width once per round), so a machine shared with other jobs slows them alike and the
 ratios stay meaningful. A training step is the denoise stage's: L1(AEG(x), y), backward, Adam. Inference is the
-AEG forward at batch 128 under no_grad, channels_last, as evaluation runs it. Nothing is asserted; the README's
+AEG forward at batch 128 under no_grad, channels_last, as evaluation runs it. Nothing is asserted; docs/results-demo.md's
 capacity table quotes the printed ratios.
 """
 

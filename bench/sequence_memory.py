@@ -13,7 +13,7 @@ frames), in fresh subprocesses, one per phase:
   processes); its time is reported;
 * ``train`` — what ``SequenceTrainer`` does before its loop (both splits indexed, their sequences built) and
   ``--steps`` training steps on random ``sequence.chunk`` chunks (``--chunk``: the presets train on whole
-  recordings, which at 47 k frames is a memory wall of its own, see the README);
+  recordings, which at 47 k frames is a memory wall of its own, see docs/scale.md, "Sequence baselines' memory");
 * ``predict`` — the validation split's sequences and their prediction, as evaluate.py does it (the audio
   statistics given, not fitted; an untrained model of the preset).
 

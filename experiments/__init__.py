@@ -1,1 +1,1 @@
-"""Experiments behind the README's tables and figures; run as modules (``python -m experiments.ablation ...``)."""
+"""Experiments behind the tables and figures of docs/; run as modules (``python -m experiments.ablation ...``)."""

@@ -1,4 +1,4 @@
-"""The README's capacity table from ``restoration_probe.py --severity-frames`` runs of several AEG widths.
+"""The capacity table of docs/results-demo.md from ``restoration_probe.py --severity-frames`` runs of several AEG widths.
 
     python -m experiments.capacity_table runs/capacity/width16.json runs/capacity/width32.json runs/capacity/width64.json
 

@@ -1,4 +1,4 @@
-"""Every system of papers/ on the same data, scored by the same protocol: one markdown table.
+"""Every system of docs/baselines.md on the same data, scored by the same protocol: one markdown table.
 
     python -m experiments.compare                 # train what is missing, score everything, write the table
     python -m experiments.compare --retrain       # train every system afresh
@@ -53,18 +53,18 @@ class System:
 
 
 SYSTEMS = [
-    System("aln", "004 (ALN, per frame)", "faces + eGeMAPS", "configs/demo.yaml"),
-    System("aln_t", "004 §V (ALN-T, ours)", "ALN features", "configs/baselines/aln_t.yaml"),
+    System("aln", "Aspandi et al. 2020 (ALN, per frame)", "faces + eGeMAPS", "configs/demo.yaml"),
+    System("aln_t", "ALN-T (ours; the ALN paper's §V)", "ALN features", "configs/baselines/aln_t.yaml"),
     System("aln_t_va", "ALN-T ablation", "ALN's V/A only", "configs/baselines/aln_t.yaml",
            ("sequence.aln_parts=[va]", "run.dir=runs/aln_t_va")),
     System("aln_t_no_va", "ALN-T ablation", "ALN's z, audio, CD", "configs/baselines/aln_t.yaml",
            ("sequence.aln_parts=[z,audio,cd]", "run.dir=runs/aln_t_no_va")),
-    *[System(f"pandit_{m}", "000/001 (Pandit " + m.upper() + ")", "eGeMAPS" + (" subset" if m == "e" else ""),
+    *[System(f"pandit_{m}", "Pandit et al. (" + m.upper() + ")", "eGeMAPS" + (" subset" if m == "e" else ""),
              f"configs/baselines/pandit_{m}.yaml") for m in "abcde"],
-    *[System(f"raju_{m}", f"002 (Raju {m.upper()})", "faces + eGeMAPS", f"configs/baselines/raju_{m}.yaml")
+    *[System(f"raju_{m}", f"Raju et al. ({m.upper()})", "faces + eGeMAPS", f"configs/baselines/raju_{m}.yaml")
       for m in ("eaf", "aed", "emafn")],
-    System("temporal_attention", "003 ch. 2 (Aminbeidokhti)", "faces", "configs/baselines/temporal_attention.yaml"),
-    System("augmented_ensemble", "003 ch. 3 (Aminbeidokhti)", "faces + eGeMAPS",
+    System("temporal_attention", "Aminbeidokhti 2020, ch. 2", "faces", "configs/baselines/temporal_attention.yaml"),
+    System("augmented_ensemble", "Aminbeidokhti 2020, ch. 3", "faces + eGeMAPS",
            "configs/baselines/augmented_ensemble.yaml"),
 ]
 

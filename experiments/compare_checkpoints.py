@@ -2,7 +2,7 @@
 
     python -m experiments.compare_checkpoints RUN_A/last.pt RUN_B/last.pt [--tolerance 1e-5]
 
-Used for the README's comparison of a torchrun run with a single-process run of the same arguments.
+Used for docs/training.md's comparison of a torchrun run with a single-process run of the same arguments.
 """
 
 from __future__ import annotations

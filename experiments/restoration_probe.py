@@ -10,10 +10,10 @@ per run it scores 256 validation frames (new identities) degraded by each artefa
 training mix (``all``): PSNR of the degraded input and of the AEG's output against the clean face, and the
 training L1 at that step. ``--residual`` adds the input to the AEG's output (a global skip, not the paper's
 design) to show what it does; ``--augment`` flips and colour-jitters clean and degraded faces alike. The
-README's "Why the generator did not restore" cites runs of this script. A JSON copy of the printed rows goes
+docs/results-demo.md's "Why the generator does not restore more" cites runs of this script. A JSON copy of the printed rows goes
 to ``--out`` when given. With ``--severity-frames N`` the final AEG is also scored on N validation frames under
 every (artefact, severity) of the robustness protocol (``data/samples/corruptions.py``): degraded and restored
-PSNR/SSIM per severity, plus the seconds per training step; the README's capacity table (AEG widths 16, 32, 64)
+PSNR/SSIM per severity, plus the seconds per training step; docs/results-demo.md's capacity table (AEG widths 16, 32, 64)
 comes from these runs.
 """
 

@@ -1,4 +1,4 @@
-"""The README's plain statements from a ``robustness.json``: where a variant beats a reference, where restoration helps.
+"""The plain statements of docs/results-demo.md from a ``robustness.json``: where a variant beats a reference, where restoration helps.
 
     python -m experiments.robustness_compare runs/study/robustness/robustness.json [--reference disc]
 

@@ -5,7 +5,7 @@
 Scores the validation split the way ``train.py`` validates (``data.samples.loaders.scoring_dataset``: every frame
 degraded with fixed seeds) with ``gan.inference.predict_batches``, once on every frame and once per k on every
 k-th frame, and prints the subset's error of the four restoration means (PSNR/SSIM of the restored and the
-degraded faces), so the README's choice of the default k is measured. (It also compared the former host-side
+degraded faces), so docs/scale.md's choice of the default k is measured. (It also compared the former host-side
 validation pass with the current one until that migration ended; that part is retired: the torch PSNR/SSIM are
 tested against scikit-image in ``tests/test_image_quality.py``.)
 """

@@ -4,7 +4,7 @@ A file is written to a temporary file in its own folder (``.<name>.<random>.tmp`
 gives), flushed and fsynced, then renamed over the final path with ``os.replace``, and the folder is fsynced
 so that the rename survives a crash too (where the platform allows opening a folder; Windows does not).
 A process killed at any moment therefore leaves either the previous file or the new one, never a torn one;
-what it can leave is the temporary file, which its owner's next run removes or overwrites. The README's
+what it can leave is the temporary file, which its owner's next run removes or overwrites. docs/training.md's
 promise that a kill loses nothing holds as far as this module is right, which is why there is one of it.
 """
 

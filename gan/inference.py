@@ -1,6 +1,6 @@
 """Inference over batches: validation during training and ``evaluate.py`` run this same code.
 
-Batches are dicts of tensors (the sample contract); predictions follow the test-time path of DESIGN §4
+Batches are dicts of tensors (the sample contract); predictions follow the test-time path of docs/design.md ("Consistency rules")
 (AEG cleans, CD scores the cleaned image with its z and the audio). Scores come from ``scoring/metrics.py``.
 """
 

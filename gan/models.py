@@ -5,14 +5,14 @@
   everything the decoder needs passes through the bottleneck, whose feature map is the latent ``z``.
   Its normalisation is configurable (``model.g_norm``): StarGAN's instance norm erases each image's
   channel means and contrasts, i.e. the colours a restoration must give back, and measured worse on
-  unseen faces (README, "Why the generator did not restore"); the default is no normalisation.
+  unseen faces (docs/results-demo.md, "Why the generator does not restore more"); the default is no normalisation.
 * :class:`CD` — conditional discriminator: a stack of stride-2 4x4 convs with LeakyReLU and no norm
   (StarGAN's D). Audio enters as one extra input channel (a linear map of the eGeMAPS vector to H*W values,
   "a single 2D kernel"); ``z`` is concatenated with the trunk's feature map of the same resolution (H/4)
   and a 1x1 conv (no activation) brings the width back; that fusion can start as the exact identity on
   the trunk, which makes the progressive ``aeg_cd`` -> ``aeg_cd_sz`` transfer function-preserving. Two heads: a PatchGAN real/fake map and V/A bounded by tanh.
 * :class:`ALN` — one pair of (AEG, CD) built from :class:`ModelConfig`; the variants ``disc``, ``aeg_cd``
-  and ``aeg_cd_sz`` only switch parts on and off (DESIGN §4), they are not separate classes.
+  and ``aeg_cd_sz`` only switch parts on and off (docs/design.md, "Consistency rules"), they are not separate classes.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class ModelConfig:
     image_size: int = 128         # square face crops are resized to this
     g_conv_dim: int = 64          # AEG width after the first conv (StarGAN: 64)
     g_res_blocks: int = 6         # residual blocks in the AEG bottleneck (StarGAN: 6)
-    g_norm: str = "none"          # AEG normalisation: none | instance (StarGAN's; loses colours, see README)
+    g_norm: str = "none"          # AEG normalisation: none | instance (StarGAN's; loses colours, see docs/method.md)
     d_conv_dim: int = 64          # CD width after the first conv (StarGAN: 64)
     d_layers: int = 0             # stride-2 convs in CD; 0 = log2(image_size) - 1 (2x2 patches at 128 px)
 
@@ -205,7 +205,7 @@ class CD(nn.Module):
 class ALN(nn.Module):
     """AEG + CD configured by :class:`ModelConfig`.
 
-    ``aeg`` is None for the ``disc`` and ``disc_aug`` variants. ``predict`` is the test-time path (DESIGN §4): the AEG cleans
+    ``aeg`` is None for the ``disc`` and ``disc_aug`` variants. ``predict`` is the test-time path (docs/design.md): the AEG cleans
     the input, the CD scores the cleaned image with the z of that input and the audio.
     """
 

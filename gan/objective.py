@@ -1,7 +1,7 @@
 """The ALN training objective: what the discriminator and the generator minimise (Eqs. 1-10).
 
 Kept apart from the loop (StyleGAN2-ADA style): the loop owns optimisers, schedules and logging; this
-module owns the maths and the consistency rules of DESIGN §4:
+module owns the maths and the consistency rules of docs/design.md:
 
 * D sees z for real *and* fake inputs. For a real image z is the AEG's encoding of that clean image,
   computed without gradient in the D step; for a fake, the z of the degraded input that produced it.

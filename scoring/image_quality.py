@@ -6,7 +6,7 @@ frame, at every validation — hours per validation, more than the networks' for
 separable Gaussian window is two matrix products, so a batch is scored where it already is (the GPU
 during GPU training), with no copy to the host, at a small fraction of a forward pass.
 
-Definitions (DESIGN §5, the ones the NumPy reference in ``scoring.metrics`` documents):
+Definitions (docs/design.md, "Metric conventions"; the ones the NumPy reference in ``scoring.metrics`` documents):
 
 * PSNR: per image, ``10 log10(range² / MSE)``; identical images are capped at 100 dB.
 * SSIM (Wang et al. 2004): Gaussian window sigma 1.5 truncated to 11x11, K1 = 0.01, K2 = 0.03, population

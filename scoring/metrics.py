@@ -3,7 +3,7 @@
 Both training-time validation and ``evaluate.py`` call these functions, so a number in TensorBoard and a
 number in ``metrics.json`` are computed the same way.
 
-Conventions (DESIGN §5):
+Conventions (docs/design.md, "Metric conventions"):
 
 * ``population`` — 1/N in every mean, variance and covariance (ABAW, audmetric, most papers).
 * ``avec`` — covariance with 1/N but variances with 1/(N-1), as in the AVEC 2018/2019 official

@@ -76,7 +76,7 @@ def _spread(values: list[float | None]) -> dict | None:
 
 
 def variant_curves(rows: list[dict], variants: dict[str, str]) -> list[dict]:
-    """Mean ± std over each variant's checkpoints, per (artefact, severity): the README's table."""
+    """Mean ± std over each variant's checkpoints, per (artefact, severity): the summary table (docs/robustness.md)."""
     out = []
     keys = [k for k in ROW_KEYS if k.startswith(("ccc", "psnr", "ssim"))]
     for variant in dict.fromkeys(variants.values()):

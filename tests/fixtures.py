@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -42,7 +43,21 @@ def write_affwild2(root: Path, edition: str = "abaw2020", videos: dict[str, dict
 
 # ------------------------------------------------------------------------ SEWA (AVEC 2019 CES)
 
-AVEC = Path(__file__).resolve().parents[2] / "shared" / "data" / "avec2019"  # ../shared beside the checkout
+
+
+def avec2019_dir() -> Path:
+    """The public AVEC 2019 CES files (``labels_devel/``, ``pred_svr/``, ``pred_visual_xbow/``) that the real-file
+    tests score: ``$ALN_AVEC2019_DIR``, else ``~/.cache/aln/avec2019`` (docs/installation.md says where they come from)."""
+    return Path(os.environ.get("ALN_AVEC2019_DIR") or Path.home() / ".cache" / "aln" / "avec2019").expanduser()
+
+
+AVEC = avec2019_dir()
+
+
+def avec2019_missing(sub: str) -> str:
+    """The skip reason of a test that needs ``AVEC/sub``: what is missing and which setting finds it."""
+    return (f"AVEC 2019 files not found: {AVEC / sub} is absent; set ALN_AVEC2019_DIR to the folder holding "
+            f"labels_devel/ and pred_svr/ (docs/installation.md)")
 HEADER = "name;timestamp;arousal;valence;liking"
 
 

@@ -10,8 +10,8 @@ import pytest
 from data.datasets.avec_features import FeatureSequence, align_to_labels, read_feature_file
 from data.datasets.sewa import read_avec_labels
 from data.errors import DataError
+from tests.fixtures import AVEC, avec2019_missing
 
-AVEC = Path(__file__).resolve().parents[2] / "shared" / "data" / "avec2019"  # ../shared beside the checkout
 VALUES = np.array([[1.5, -2.0], [2.5, 0.0], [3.5, 2.0], [4.5, 4.0]])
 TIMES = [0.0, 0.1, 0.2, 0.3]
 
@@ -112,7 +112,7 @@ def test_align_repeats_edges_unless_the_gap_is_too_large():
     np.testing.assert_allclose(align_to_labels(single, np.array([0.0, 1.0]), "linear"), [[7, 8], [7, 8]])
 
 
-@pytest.mark.skipif(not (AVEC / "pred_svr").is_dir(), reason="AVEC 2019 files not available")
+@pytest.mark.skipif(not (AVEC / "pred_svr").is_dir(), reason=avec2019_missing("pred_svr"))
 def test_real_avec_prediction_file_reads_as_features_and_aligns_to_its_labels():
     seq = read_feature_file(AVEC / "pred_svr" / "Devel_HU_03.csv")
     gold = read_avec_labels(AVEC / "labels_devel" / "Devel_HU_03.csv")

@@ -1,7 +1,7 @@
 """Malformed inputs, one case each: a clear error naming the file (and line), or a logged, counted skip.
 
-Every case of the README's "Bad input" table is a row here: ``build(tmp_path)`` writes the bad input in
-its real layout and returns the call that reads it; the policy is either ``error`` (a DataError whose
+Every case of docs/troubleshooting.md's "Bad input, case by case" is a row here: ``build(tmp_path)``
+writes the bad input in its real layout and returns the call that reads it; the policy is either ``error`` (a DataError whose
 message must match, file name included) or ``accept`` (the call returns; ``check`` asserts what was
 kept, dropped, counted or converted, and ``warns`` the logged warning).
 """

@@ -1,4 +1,4 @@
-"""Imports go one way (DESIGN §2), so the folder tree reads as the architecture.
+"""Imports go one way (docs/design.md, "Layering"), so the folder tree reads as the architecture.
 
 Packages, bottom up: ``fileio`` (the one atomic write) uses nothing of the project and every package may use
 it; ``scoring`` (metrics, protocols, post-processing, plots) uses nothing else of the project; ``data`` uses only
@@ -28,7 +28,7 @@ ALLOWED = {
     "gan": {"gan", "scoring", "fileio"},
     "training": {"training", "data", "gan", "scoring", "baselines", "runconfig", "fileio"},
     "evaluation": {"evaluation", "training", "data", "gan", "scoring", "baselines", "runconfig", "fileio"},
-    "baselines": {"baselines", "scoring", "fileio"},   # the other systems of papers/: models and losses on tensors
+    "baselines": {"baselines", "scoring", "fileio"},   # the baseline systems: models and losses on tensors
 }
 #: layers inside data: a module of the key may import data modules under these prefixes only
 DATA_LAYERS = {
@@ -129,7 +129,7 @@ def test_the_check_sees_a_wrong_way_import(tmp_path):
 
 
 def test_no_module_over_500_lines():
-    """DESIGN §2: modules stay small enough to read in one sitting; tests, benchmarks and scripts included."""
+    """docs/design.md, "Layering": modules stay small enough to read in one sitting; tests, benchmarks and scripts included."""
     sources = [p for p in ROOT.rglob("*.py") if not {".venv", "build", ".git"} & set(p.relative_to(ROOT).parts)]
     assert len(sources) > 50
     long = {str(p.relative_to(ROOT)): n for p in sources if (n := len(p.read_text().splitlines())) > 500}

@@ -2,7 +2,6 @@
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,10 +10,9 @@ import evaluate
 from data.formats.abaw_submission import write_predictions
 from scoring.metrics import ccc, pcc, rmse
 from scoring.protocols import Recording, crop_or_pad, score_abaw, score_avec
-from tests.fixtures import write_labels
+from tests.fixtures import AVEC, avec2019_missing, write_labels
 
-AVEC = Path(__file__).resolve().parents[2] / "shared" / "data" / "avec2019"
-needs_avec = pytest.mark.skipif(not (AVEC / "labels_devel").is_dir(), reason="../shared AVEC 2019 files absent")
+needs_avec = pytest.mark.skipif(not (AVEC / "labels_devel").is_dir(), reason=avec2019_missing("labels_devel"))
 
 
 @needs_avec

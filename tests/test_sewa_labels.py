@@ -7,12 +7,12 @@ import pytest
 
 from data.datasets.sewa import labels_to_frames, nearest_index, read_avec_labels
 from data.errors import DataError
-from tests.fixtures import AVEC, HEADER, make_labels, write_labels
+from tests.fixtures import AVEC, HEADER, avec2019_missing, make_labels, write_labels
 
 # -------------------------------------------------------------------------------------- real AVEC files
 
 
-@pytest.mark.skipif(not (AVEC / "labels_devel").is_dir(), reason="AVEC 2019 devel labels not available")
+@pytest.mark.skipif(not (AVEC / "labels_devel").is_dir(), reason=avec2019_missing("labels_devel"))
 def test_real_avec2019_devel_labels():
     files = sorted((AVEC / "labels_devel").glob("*.csv"))
     assert [f.stem for f in files] == [f"Devel_{c}_{i:02d}" for c in ("DE", "HU") for i in range(1, 15)]
@@ -34,7 +34,7 @@ def test_real_avec2019_devel_labels():
     assert (de01.arousal[-1], de01.valence[-1], de01.liking[-1]) == pytest.approx((0.259259, 0.291682, 0.034397))
 
 
-@pytest.mark.skipif(not (AVEC / "pred_svr").is_dir(), reason="AVEC 2019 baseline predictions not available")
+@pytest.mark.skipif(not (AVEC / "pred_svr").is_dir(), reason=avec2019_missing("pred_svr"))
 @pytest.mark.parametrize("folder", ["pred_svr", "pred_visual_xbow"])
 def test_real_avec2019_predictions_share_the_format_and_outlast_the_labels(folder):
     for gold_file in sorted((AVEC / "labels_devel").glob("*.csv")):

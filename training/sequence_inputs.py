@@ -314,7 +314,7 @@ def predict_sequences(model: torch.nn.Module, sequences: list[Sequence], batch_s
       LSTMs and AED's decoder run over whole recordings on those W numbers per step (~80 floats; AED's attention
       costs O(T²) time, as it always did, but no longer a (T, T) matrix). ``recurrent_context`` N > 0 instead
       predicts windows with N steps of context per side: faster for AED on long recordings, but an
-      APPROXIMATION (each output sees N steps around its chunk, not the whole recording; measured in the README).
+      APPROXIMATION (each output sees N steps around its chunk, not the whole recording; measured in docs/scale.md).
     * ``chunk`` 0: whole recordings, ``batch_size`` at a time (the old behaviour, for comparisons)."""
     model.eval()
     context = model.temporal_context() if hasattr(model, "temporal_context") else None

@@ -1,6 +1,6 @@
 """The training loop of the sequence models (``system`` other than aln): recordings, 1 − CCC, ALN's run folder.
 
-``train.py`` hands a run here when the preset's ``system`` is a baseline of papers/ (pandit, raju,
+``train.py`` hands a run here when the preset's ``system`` is a baseline system (pandit, raju,
 aminbeidokhti) or ALN-T's head (temporal_conv). The run folder, ``metrics.jsonl``, TensorBoard, checkpoints
 (``last.pt``, ``best.pt`` on the mean validation CCC), resume, SIGINT/SIGTERM saving and the one-line errors
 are ALN's (``training/run_folder.py``, ``training/run_control.py``); what differs is the sample: a batch is ``sequence.recordings``
@@ -8,7 +8,7 @@ recordings (whole, or a random ``sequence.chunk`` of each) of per-frame inputs (
 padded, with labels shifted by the annotator delays. The recordings of a step are a pure function of
 (seed, step), so a resumed run continues the same stream.
 
-Pandit's model D is trained as its linear model B and evaluated folded (papers/000 Eqs. 1-4); its checkpoints
+Pandit's model D is trained as its linear model B and evaluated folded (Pandit et al., Eqs. 1-4); its checkpoints
 hold both (``model``: B, ``folded_d``: D). Aminbeidokhti's temporal attention adds its diversity penalty.
 """
 

@@ -1,6 +1,6 @@
 """Aff-Wild2 (ABAW) valence/arousal reader.
 
-On-disk layout (DESIGN §6)::
+On-disk layout (docs/design.md, "On-disk layouts")::
 
     ROOT/cropped_aligned/<video>/<frame:05d>.jpg      1-based; frames without a face are absent files
     ROOT/[annotations/]VA_Set/{Training_Set,Validation_Set}/<video>.txt                 (ABAW 2020)

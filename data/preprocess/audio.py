@@ -214,7 +214,7 @@ def pool_to_hop(track: np.ndarray, n_steps: int, hop_s: float) -> np.ndarray:
     """(n_steps, N_LLD) mean of the LLD rows starting within each step [t·hop, (t+1)·hop); a step that holds
     no row start (hop under 10 ms, or past the end of the audio) takes the row nearest its start.
 
-    The sequence models' third input (issue: "eGeMAPS LLDs pooled to the hop"): one vector per label step
+    The sequence models' third input ("eGeMAPS LLDs pooled to the hop"): one vector per label step
     whatever the step's length, where the per-frame features above take a fixed number of LLD rows."""
     if hop_s <= 0:
         raise ValueError(f"hop must be positive, got {hop_s}")

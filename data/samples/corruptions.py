@@ -181,7 +181,7 @@ def conditions() -> list[tuple[str, int]]:
 
 
 def severity_table() -> list[dict]:
-    """One row per artefact: unit, the five strengths, the training range (the README's table)."""
+    """One row per artefact: unit, the five strengths, the training range (the table in docs/robustness.md)."""
     return [{"artefact": a.name, "seen in training": "yes" if a.trained else "no", "parameter": a.unit,
              **{f"s{s}": f"{v:g}" for s, v in zip(SEVERITIES, a.values, strict=True)},
              "training range": a.training or "—"} for a in ARTEFACTS.values()]

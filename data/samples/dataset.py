@@ -1,4 +1,4 @@
-"""Frame-level affect dataset: the sample contract between ``data`` and ``gan`` (DESIGN §3).
+"""Frame-level affect dataset: the sample contract between ``data`` and ``gan`` (docs/design.md, "The sample contract").
 
 A sample is a dict of tensors::
 

@@ -1,6 +1,6 @@
 """Per-recording feature sequences with labels, and their batching with padding masks (for sequence models).
 
-The baselines of ``papers/`` (Pandit's single-filter CNNs, Raju's attention RNNs, Aminbeidokhti's temporal
+The baseline systems (docs/baselines.md) (Pandit's single-filter CNNs, Raju's attention RNNs, Aminbeidokhti's temporal
 attention) read a whole recording as a (T, F) sequence of features with (T, D) labels at a fixed hop, instead
 of one face at a time. A batch pads recordings to the longest one; ``mask`` marks the real time steps, and a
 label is used only where ``valid`` holds (a real step with a valid label: Aff-Wild2's -5 and SEWA's

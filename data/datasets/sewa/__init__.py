@@ -4,7 +4,7 @@ Modules: ``config`` (:class:`SewaConfig`), ``labels`` (AVEC label files and thei
 ``index`` (recordings as :class:`~data.datasets.affwild2.VideoRecord` s), ``folds`` (subject-disjoint fold
 manifests and the three protocols). This package re-exports their public API.
 
-On-disk layout (DESIGN §6)::
+On-disk layout (docs/design.md, "On-disk layouts")::
 
     ROOT/labels/<Partition>_<Culture>_<NN>.csv      Partition Train|Devel|Test, Culture DE|HU|CN (CN: Test only)
     ROOT/audio/<stem>.wav

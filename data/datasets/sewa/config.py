@@ -16,7 +16,7 @@ class SewaConfig:
     """How SEWA recordings become frame labels and splits.
 
     ``default_fps`` = 50: the AVEC 2018/2019 SEWA visual features are computed over 50-frame (1 s)
-    windows with a 5-frame (100 ms) hop (Pandit et al., ``papers/000``), i.e. the challenge's videos run
+    windows with a 5-frame (100 ms) hop (Pandit et al.), i.e. the challenge's videos run
     at 50 fps. (The raw SEWA DB webcam recordings have an "effective" 20-30 fps, so this value is only a
     fallback: the frame rate that ``python -m data.prepare`` read from the container, in ``meta/<stem>.json``,
     always wins, and using the fallback logs a warning.)
