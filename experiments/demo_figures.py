@@ -22,6 +22,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from PIL import Image  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator  # noqa: E402
 
+from fileio.atomic import atomic_open  # noqa: E402
+
 GRID_TAG = "val/restoration_clean_degraded_restored_cycle"
 PANELS = {
     "PSNR": ["val/psnr_restored", "val/psnr_degraded", "restoration/psnr_restored_colour",
@@ -41,7 +43,8 @@ def save_grids(run: Path, steps: list[int], out: Path) -> list[Path]:
         if step not in by_step:
             raise SystemExit(f"{run / 'tb'}: no {GRID_TAG} image at step {step} (have {sorted(by_step)})")
         path = out / f"demo_restoration_step{step}.png"
-        Image.open(io.BytesIO(by_step[step].encoded_image_string)).save(path)
+        with atomic_open(path, "wb") as fh:
+            Image.open(io.BytesIO(by_step[step].encoded_image_string)).save(fh, format="PNG")
         written.append(path)
     return written
 
@@ -60,7 +63,8 @@ def save_curves(run: Path, out: Path) -> Path:
             ax.set_yscale("log")
     fig.tight_layout()
     path = out / "demo_curves.png"
-    fig.savefig(path, dpi=70)
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, dpi=70, format="png")
     plt.close(fig)
     return path
 
