@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 from pathlib import Path
 
 import matplotlib
@@ -23,6 +22,7 @@ from PIL import Image  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator  # noqa: E402
 
 from fileio.atomic import atomic_open  # noqa: E402
+from training.run_folder import metrics_entries  # noqa: E402
 
 GRID_TAG = "val/restoration_clean_degraded_restored_cycle"
 PANELS = {
@@ -50,7 +50,7 @@ def save_grids(run: Path, steps: list[int], out: Path) -> list[Path]:
 
 
 def save_curves(run: Path, out: Path) -> Path:
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rows = metrics_entries(run / "metrics.jsonl")
     fig, axes = plt.subplots(2, 2, figsize=(12, 8))
     for ax, (title, tags) in zip(axes.flat, PANELS.items(), strict=True):
         for tag in tags:

@@ -12,8 +12,9 @@ nothing is recomputed, so the tables are what TensorBoard shows for that run.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from training.run_folder import metrics_entries
 
 VIEWS = [
     ("val", "test path (AEG cleans the clean frame, CD scores it)"),
@@ -30,11 +31,7 @@ def read_metrics(run: Path) -> dict[int, dict]:
     path = run / "metrics.jsonl"
     if not path.is_file():
         raise SystemExit(f"{path}: no such file (is {run} a run folder of train.py?)")
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise SystemExit(f"{path}:{number}: not a JSON line ({err.msg})") from None
+    for record in metrics_entries(path):
         by_step.setdefault(int(record["step"]), {}).update(record)
     return by_step
 

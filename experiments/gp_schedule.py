@@ -16,13 +16,13 @@ setting. Runs logged before the critic's gradient norms were logged show "—" t
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import yaml
 
 from scoring.plots import markdown_table
+from training.run_folder import metrics_entries
 
 TRACKED = ("D/wasserstein", "D/gp", "D/gradnorm_real", "D/gradnorm_fake", "D/gradnorm_interp", "G/gradnorm_adv")
 PEAKED = ("D/wasserstein", "G/gradnorm_adv")
@@ -30,7 +30,7 @@ PEAKED = ("D/wasserstein", "G/gradnorm_adv")
 
 def run_row(run: Path) -> dict:
     cfg = yaml.safe_load((run / "config.yaml").read_text())
-    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    lines = metrics_entries(run / "metrics.jsonl")
     last_stage = max(line.get("stage", 0) for line in lines if "event" not in line)
     start = next(line for line in lines if line.get("event") == "stage_start" and line["stage"] == last_stage)
     settle = start["first_step"] + (start["last_step"] - start["first_step"]) // 4

@@ -11,19 +11,19 @@ which stage a dimension starts to be learnt (docs/results-demo.md, the SEWA-layo
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
 from scoring.plots import markdown_table
+from training.run_folder import metrics_entries
 
 DEFAULT_TAGS = ("val/ccc_valence", "val/ccc_arousal")
 
 
 def curve(run: Path) -> tuple[dict[int, dict], dict[int, str]]:
     """({step: validation line}, {step: variant of the stage it belongs to}) of one run folder."""
-    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    lines = metrics_entries(run / "metrics.jsonl")
     stages = [line for line in lines if line.get("event") == "stage_start"]
     validated = {line["step"]: line for line in lines if "event" not in line and "val/ccc_valence" in line}
     variant = {}

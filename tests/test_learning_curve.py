@@ -26,3 +26,12 @@ def test_steps_are_labelled_with_their_stage_and_averaged_over_the_runs(tmp_path
                                                                  (20, "aeg_cd_sz", 2)]
     # mean and sample std (ddof 1) of 0.1 and 0.3: 0.2 ± 0.141; one run alone has no spread
     assert [r["val/ccc_valence"] for r in rows] == ["0.200 ± 0.141", "0.400", "0.800 ± 0.141"]
+
+
+def test_a_torn_last_line_of_a_killed_run_is_dropped_with_a_warning(tmp_path, caplog):
+    run = _run(tmp_path / "killed", [(10, 0.1), (20, 0.7)])
+    with (run / "metrics.jsonl").open("a") as handle:
+        handle.write('{"step": 30, "val/ccc_vale')   # the write a SIGKILL interrupted
+    rows = table([run], ["val/ccc_valence"])
+    assert [(r["step"], r["val/ccc_valence"]) for r in rows] == [(10, "0.100"), (20, "0.700")]
+    assert "dropped 1 torn line" in caplog.text

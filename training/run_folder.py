@@ -94,6 +94,26 @@ class RunFolder:
         return target
 
 
+def metrics_lines(path: Path) -> list[tuple[str, dict]]:
+    """(line, parsed entry) of a ``metrics.jsonl``, in order; a torn line (a kill or a full disk mid-write) is
+    dropped with a warning. The one reader of the file: resume keeps its lines through it, and the experiments
+    that tabulate runs read them through it."""
+    lines, torn = [], 0
+    for line in Path(path).read_text(errors="replace").splitlines():
+        try:
+            lines.append((line, json.loads(line)))
+        except ValueError:
+            torn += bool(line.strip())
+    if torn:
+        log.warning("%s: dropped %d torn line(s) left by an interrupted write", path, torn)
+    return lines
+
+
+def metrics_entries(path: Path) -> list[dict]:
+    """The parsed entries of a ``metrics.jsonl`` (:func:`metrics_lines` without the raw text)."""
+    return [entry for _, entry in metrics_lines(path)]
+
+
 class RunLog:
     """metrics.jsonl + TensorBoard, both keyed by the global step."""
 
@@ -129,16 +149,7 @@ class RunLog:
         self.writer.add_hparams({**flat, "seed": cfg.seed}, metrics, run_name="hparams", global_step=step)
 
     def _whole_lines(self) -> list[tuple[str, dict]]:
-        """(line, parsed entry) of metrics.jsonl; a torn line (a kill or a full disk mid-write) is dropped."""
-        lines, torn = [], 0
-        for line in self.jsonl.read_text(errors="replace").splitlines():
-            try:
-                lines.append((line, json.loads(line)))
-            except ValueError:
-                torn += bool(line.strip())
-        if torn:
-            log.warning("%s: dropped %d torn line(s) left by an interrupted write", self.jsonl, torn)
-        return lines
+        return metrics_lines(self.jsonl)
 
     def _append(self, entry: dict) -> None:
         """One whole line in one write call (no partial line unless the disk itself fails)."""
